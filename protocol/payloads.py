@@ -1,0 +1,171 @@
+"""Typed shapes of CloudEvent data payloads, plus strict readers for the resync payloads.
+
+The shapes follow sdk-go's ``clients/work/payload`` JSON (camelCase keys). Manifests are raw Kubernetes
+objects and stay ``dict[str, Any]``: validating them is the hub's job, not the wire contract's. The resync
+readers *are* strict, because a resync payload drives deletes and re-sends, and a wrong shape must fail
+loudly as :class:`ProtocolError`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal, NotRequired, TypedDict
+
+from protocol import types
+from protocol.errors import ProtocolError
+
+ConditionStatus = Literal["True", "False", "Unknown"]
+
+
+class Condition(TypedDict):
+    """A ``metav1.Condition``."""
+
+    type: str
+    status: ConditionStatus
+    reason: str
+    message: str
+    lastTransitionTime: str
+    observedGeneration: NotRequired[int]
+
+
+class ServiceAccountSubject(TypedDict):
+    namespace: str
+    name: str
+
+
+class ExecutorSubject(TypedDict):
+    type: Literal["ServiceAccount"]
+    serviceAccount: NotRequired[ServiceAccountSubject]
+
+
+class Executor(TypedDict):
+    subject: ExecutorSubject
+
+
+class DeleteOption(TypedDict, total=False):
+    propagationPolicy: Literal["Foreground", "Orphan", "SelectivelyOrphan"]
+    selectivelyOrphans: dict[str, Any]
+    ttlSecondsAfterFinished: int
+
+
+class ManifestBundle(TypedDict):
+    """Spec payload of ``spec.create_request`` / ``update_request`` / ``resync_response``."""
+
+    manifests: list[dict[str, Any]]
+    deleteOption: NotRequired[DeleteOption]
+    manifestConfigs: NotRequired[list[dict[str, Any]]]
+    executer: NotRequired[Executor]  # NB: upstream's spelling.
+
+
+class ResourceMeta(TypedDict, total=False):
+    ordinal: int
+    group: str
+    version: str
+    kind: str
+    resource: str
+    name: str
+    namespace: str
+
+
+FieldValueType = Literal["Integer", "String", "Boolean", "JsonRaw"]
+
+
+class FieldValue(TypedDict):
+    type: FieldValueType
+    integer: NotRequired[int]
+    string: NotRequired[str]
+    boolean: NotRequired[bool]
+    jsonRaw: NotRequired[str]
+
+
+class FeedbackValue(TypedDict):
+    name: str
+    fieldValue: FieldValue
+
+
+class StatusFeedback(TypedDict, total=False):
+    values: list[FeedbackValue]
+
+
+class ManifestCondition(TypedDict):
+    """Per-manifest status inside ``ManifestBundleStatus.resourceStatus``."""
+
+    resourceMeta: ResourceMeta
+    statusFeedback: NotRequired[StatusFeedback]
+    conditions: list[Condition]
+
+
+class ManifestBundleStatus(TypedDict):
+    """Status payload of ``status.update_request`` / ``resync_response``.
+
+    ``manifestBundle`` is only set on hub → source events so cache-less sources can rebuild the whole work.
+    """
+
+    conditions: list[Condition]
+    resourceStatus: list[ManifestCondition]
+    manifestBundle: NotRequired[ManifestBundle]
+
+
+class ResourceVersion(TypedDict):
+    resourceID: str
+    resourceVersion: int
+
+
+class SpecResyncRequest(TypedDict):
+    """Data of ``spec.resync_request`` (agent → hub): what the agent has."""
+
+    resourceVersions: list[ResourceVersion]
+
+
+class ResourceStatusHash(TypedDict):
+    resourceID: str
+    statusHash: str
+
+
+class StatusResyncRequest(TypedDict):
+    """Data of ``status.resync_request`` (hub → agent): what the hub has; an empty list means "send all"."""
+
+    statusHashes: list[ResourceStatusHash]
+
+
+def _entries(data: object, key: str) -> list[dict[str, Any]]:
+    if data is None:
+        return []
+    if not isinstance(data, dict):
+        raise ProtocolError(f"resync payload must be a JSON object, got {type(data).__name__}")
+    entries = data.get(key)
+    if entries is None:
+        return []
+    if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
+        raise ProtocolError(f"{key} must be a list of objects")
+    return entries
+
+
+def _resource_id(entry: dict[str, Any], key: str) -> str:
+    resource_id = entry.get("resourceID")
+    if not isinstance(resource_id, str) or not resource_id:
+        raise ProtocolError(f"{key}[].resourceID must be a non-empty string, got {resource_id!r}")
+    return resource_id
+
+
+def read_spec_resync(data: object) -> list[ResourceVersion]:
+    """Validate ``spec.resync_request`` data; versions may be numbers or decimal strings (Go writes ints)."""
+    key = "resourceVersions"
+    return [
+        ResourceVersion(
+            resourceID=_resource_id(e, key),
+            resourceVersion=types.parse_int(f"{key}[].resourceVersion", e.get("resourceVersion", 0)),
+        )
+        for e in _entries(data, key)
+    ]
+
+
+def read_status_resync(data: object) -> list[ResourceStatusHash]:
+    """Validate ``status.resync_request`` data."""
+    key = "statusHashes"
+    result: list[ResourceStatusHash] = []
+    for e in _entries(data, key):
+        status_hash = e.get("statusHash", "")
+        if not isinstance(status_hash, str):
+            raise ProtocolError(f"{key}[].statusHash must be a string, got {status_hash!r}")
+        result.append(ResourceStatusHash(resourceID=_resource_id(e, key), statusHash=status_hash))
+    return result
