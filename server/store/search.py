@@ -257,9 +257,7 @@ class _Compiler:
             negated = True
             token = self._next()
             if not (token.kind == "keyword" and token.text in ("like", "ilike", "in")):
-                raise _fail(
-                    f"expected 'like', 'ilike' or 'in' after 'not', got {_describe(token)}", token.pos
-                )
+                raise _fail(f"expected 'like', 'ilike' or 'in' after 'not', got {_describe(token)}", token.pos)
         if token.kind == "keyword" and token.text == "is":
             return self._is_null(left)
         if token.kind == "keyword" and token.text in ("like", "ilike"):

@@ -1,0 +1,5 @@
+DROP TABLE server_instances;
+DROP TABLE status_events;
+DROP TABLE events;
+DROP TABLE resources;
+DROP TABLE consumers;

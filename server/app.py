@@ -1,0 +1,50 @@
+"""The REST application factory and its lifespan."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+import databases
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+
+from server.http import auth, errors, middleware
+from server.http.routes import routes
+from server.http.state import State
+from server.settings import Settings
+from server.store import db as store_db
+
+log = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings, *, database: databases.Database | None = None) -> Starlette:
+    """The REST API. With ``database`` given, the caller owns its connection; otherwise the lifespan does."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[State]:
+        if database is not None:
+            yield {"database": database, "settings": settings}
+            return
+        if not settings.db_url:
+            raise RuntimeError("create_app needs settings.db_url or a database")
+        owned = store_db.database(settings.db_url, max_size=settings.db_max_open_connections)
+        await owned.connect()
+        try:
+            yield {"database": owned, "settings": settings}
+        finally:
+            await owned.disconnect()
+
+    stack = [Middleware(middleware.OperationID), Middleware(middleware.Metrics)]
+    if settings.auth_enabled:
+        verifier = auth.Verifier(
+            jwks_file=settings.jwk_cert_file,
+            jwks_url=settings.jwk_cert_url,
+            issuer=settings.jwt_issuer,
+            audience=settings.jwt_audience,
+        )
+        stack.append(Middleware(middleware.Authentication, verifier=verifier))
+    elif not settings.disable_auth:
+        log.warning("REST authentication is off: no --jwk-cert-file or --jwk-cert-url is configured")
+    return Starlette(routes=routes, middleware=stack, exception_handlers=errors.HANDLERS, lifespan=lifespan)

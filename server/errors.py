@@ -1,0 +1,132 @@
+"""Domain errors and their one rendering, the upstream Maestro error body.
+
+Endpoints and services raise; ``server.http.errors`` turns any of these into
+``{kind: "Error", id, href, code, reason, operation_id}`` with upstream's codes and HTTP statuses
+(reference: maestro.md §1.4). The tree::
+
+    ServiceError
+    ├── Forbidden (4, 403)            e.g. deleting a consumer that resources still reference
+    ├── Conflict (6, 409)             unique violation, stale version, resource being deleted
+    ├── NotFound (7, 404)
+    ├── ValidationError (8, 400)      a well-formed body with bad values; lists every field error
+    ├── GeneralError (9, 500)
+    ├── MethodNotAllowed (10, 405)
+    ├── Unauthenticated (15, 401)
+    ├── MalformedRequest (17, 400)    not JSON, wrong top-level type, too large
+    ├── BadRequest (21, 400)          bad query parameters (orderBy, fields, page, size)
+    └── SearchParseError (23, 400)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar, Final
+
+API_PATH: Final = "/api/maestro/v1"
+
+
+@dataclass(frozen=True)
+class ErrorDefinition:
+    code: int
+    status: int
+    reason: str
+
+
+class ServiceError(Exception):
+    """Base of every error that reaches a client. ``reason`` is user-facing text."""
+
+    code: ClassVar[int] = 9
+    status: ClassVar[int] = 500
+    default_reason: ClassVar[str] = "Unspecified error"
+
+    def __init__(self, reason: str | None = None) -> None:
+        self.reason = reason or self.default_reason
+        super().__init__(self.reason)
+
+
+class InvalidToken(ServiceError):
+    code, status, default_reason = 1, 403, "Invalid token provided"
+
+
+class Forbidden(ServiceError):
+    code, status, default_reason = 4, 403, "Forbidden to perform this action"
+
+
+class Conflict(ServiceError):
+    code, status, default_reason = 6, 409, "An entity with the specified unique values already exists"
+
+
+class NotFound(ServiceError):
+    code, status, default_reason = 7, 404, "Resource not found"
+
+
+class ValidationError(ServiceError):
+    code, status, default_reason = 8, 400, "General validation failure"
+
+    def __init__(self, problems: list[str] | str) -> None:
+        self.problems = [problems] if isinstance(problems, str) else list(problems)
+        super().__init__("; ".join(self.problems))
+
+
+class GeneralError(ServiceError):
+    code, status, default_reason = 9, 500, "Unspecified error"
+
+
+class MethodNotAllowed(ServiceError):
+    code, status, default_reason = 10, 405, "HTTP Method not implemented for this endpoint"
+
+
+class Unauthorized(ServiceError):
+    code, status, default_reason = 11, 403, "Account is unauthorized to perform this action"
+
+
+class Unauthenticated(ServiceError):
+    code, status, default_reason = 15, 401, "Account authentication could not be verified"
+
+
+class MalformedRequest(ServiceError):
+    code, status, default_reason = 17, 400, "Unable to read request body"
+
+
+class BadRequest(ServiceError):
+    code, status, default_reason = 21, 400, "Bad request"
+
+
+class SearchParseError(ServiceError):
+    code, status, default_reason = 23, 400, "Failed to parse search query"
+
+
+class AdvisoryLockError(ServiceError):
+    code, status, default_reason = 26, 500, "Database advisory lock error"
+
+
+CATALOG: Final[dict[int, ErrorDefinition]] = {
+    cls.code: ErrorDefinition(cls.code, cls.status, cls.default_reason)
+    for cls in (
+        InvalidToken,
+        Forbidden,
+        Conflict,
+        NotFound,
+        ValidationError,
+        GeneralError,
+        MethodNotAllowed,
+        Unauthorized,
+        Unauthenticated,
+        MalformedRequest,
+        BadRequest,
+        SearchParseError,
+        AdvisoryLockError,
+    )
+}
+
+
+def href(code: int | str) -> str:
+    return f"{API_PATH}/errors/{code}"
+
+
+def body(code: int, reason: str, operation_id: str | None) -> dict[str, str]:
+    """The upstream error body."""
+    out = {"kind": "Error", "id": str(code), "href": href(code), "code": f"maestro-{code}", "reason": reason}
+    if operation_id:
+        out["operation_id"] = operation_id
+    return out

@@ -1,0 +1,37 @@
+"""The health-check and metrics listeners, apart from the REST port as upstream serves them."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+Readiness = Callable[[], Awaitable[bool]]
+
+
+def health_app(ready: Readiness) -> Starlette:
+    """``/healthcheck``: 200 when ``ready()`` (DB reachable, instance registered), 503 when not, 500 on error.
+    ``/livez``: 200 while the process serves requests; it never touches the database."""
+
+    async def healthcheck(request: Request) -> Response:
+        try:
+            ok = await ready()
+        except Exception:
+            return JSONResponse({"status": "error"}, status_code=500)
+        return JSONResponse({"status": "ok"} if ok else {"status": "not ready"}, status_code=200 if ok else 503)
+
+    async def livez(request: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    return Starlette(routes=[Route("/healthcheck", healthcheck), Route("/livez", livez)])
+
+
+def metrics_app() -> Starlette:
+    async def metrics(request: Request) -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    return Starlette(routes=[Route("/metrics", metrics)])

@@ -1,0 +1,69 @@
+"""Every error leaves the REST API in the one upstream body (see :mod:`server.errors`)."""
+
+from __future__ import annotations
+
+import logging
+
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.types import ExceptionHandler
+
+from server import errors
+
+log = logging.getLogger(__name__)
+
+OPERATION_ID_HEADER = "X-Operation-ID"
+
+
+def operation_id(request: Request) -> str | None:
+    return request.scope.get("operation_id")
+
+
+def render(request: Request, code: int, status: int, reason: str) -> JSONResponse:
+    op = operation_id(request)
+    headers = {OPERATION_ID_HEADER: op} if op else None
+    return JSONResponse(errors.body(code, reason, op), status_code=status, headers=headers)
+
+
+async def service_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, errors.ServiceError)
+    if exc.status >= 500:
+        log.error("%s %s failed: %s", request.method, request.url.path, exc.reason)
+    return render(request, exc.code, exc.status, exc.reason)
+
+
+async def http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    if exc.status_code == 404:
+        return render(request, errors.NotFound.code, 404, f"The requested resource '{request.url.path}' doesn't exist")
+    if exc.status_code == 405:
+        response = render(
+            request,
+            errors.MethodNotAllowed.code,
+            405,
+            f"HTTP Method {request.method} not implemented for '{request.url.path}'",
+        )
+        if exc.headers and "Allow" in exc.headers:
+            response.headers["Allow"] = exc.headers["Allow"]
+        return response
+    if exc.status_code == 413:
+        return render(request, errors.MalformedRequest.code, 413, "Request body is too large")
+    return render(
+        request,
+        errors.BadRequest.code if exc.status_code < 500 else errors.GeneralError.code,
+        exc.status_code,
+        str(exc.detail),
+    )
+
+
+async def unexpected_error(request: Request, exc: Exception) -> Response:
+    log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    return render(request, errors.GeneralError.code, 500, "Unspecified error")
+
+
+HANDLERS: dict[type[Exception] | int, ExceptionHandler] = {
+    errors.ServiceError: service_error,
+    HTTPException: http_error,
+    Exception: unexpected_error,
+}

@@ -1,0 +1,112 @@
+"""Pure ASGI middleware: operation ids, request metrics, bearer-token authentication."""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+from typing import Any
+
+from prometheus_client import Counter, Histogram
+from starlette.datastructures import Headers, MutableHeaders
+from starlette.responses import JSONResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from server.http import auth
+from server.http.errors import OPERATION_ID_HEADER
+
+REQUESTS = Counter(
+    "rest_api_inbound_request_count", "REST requests by route template and status code", ["method", "path", "code"]
+)
+LATENCY = Histogram(
+    "rest_api_inbound_request_duration",
+    "REST request latency in seconds by route template",
+    ["method", "path", "code"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
+)
+
+_VALID_OPERATION_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+
+
+class OperationID:
+    """Honour a client's ``X-Operation-ID`` (when sane) or mint one; echo it on every response."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        given = Headers(scope=scope).get(OPERATION_ID_HEADER, "")
+        op = given if _VALID_OPERATION_ID.match(given) else uuid.uuid4().hex
+        scope["operation_id"] = op
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                MutableHeaders(scope=message)[OPERATION_ID_HEADER] = op
+            await send(message)
+
+        await self.app(scope, receive, send_with_id)
+
+
+class Metrics:
+    """Count and time requests by route template (``/api/maestro/v1/consumers/{id}``), never by raw path."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        status = [500]
+
+        async def record(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status[0] = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, record)
+        finally:
+            route: Any = scope.get("route")
+            template = scope.get("root_path", "") + route.path if route is not None else "unmatched"
+            labels = (scope["method"], template, str(status[0]))
+            REQUESTS.labels(*labels).inc()
+            LATENCY.labels(*labels).observe(time.perf_counter() - start)
+
+
+PUBLIC_PATHS = re.compile(r"^/api/maestro/?$|^/api/maestro/v1/?$|^/api/maestro/v1/(openapi|errors)(/.*)?$")
+MISSING_TOKEN = "Request doesn't contain the 'Authorization' header or the 'cs_jwt' cookie"
+
+
+class Authentication:
+    """Require a valid bearer JWT (header or ``cs_jwt`` cookie) outside the public paths."""
+
+    def __init__(self, app: ASGIApp, *, verifier: auth.Verifier) -> None:
+        self.app = app
+        self.verifier = verifier
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or PUBLIC_PATHS.match(scope["path"]):
+            await self.app(scope, receive, send)
+            return
+        headers = Headers(scope=scope)
+        token = auth.bearer_token(headers.get("authorization"), headers.get("cookie"))
+        if token is None:
+            reason = MISSING_TOKEN
+        else:
+            try:
+                scope["user"] = await self.verifier.verify(token)
+            except auth.InvalidTokenError as exc:
+                reason = str(exc)
+            else:
+                await self.app(scope, receive, send)
+                return
+        op = scope.get("operation_id")
+        body = {"kind": "Error", "id": "401", "href": "/api/maestro/errors/401", "code": "API-401", "reason": reason}
+        if op:
+            body["operation_id"] = op
+        await JSONResponse(body, status_code=401, headers={"WWW-Authenticate": "Bearer"})(scope, receive, send)

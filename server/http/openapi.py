@@ -1,0 +1,373 @@
+"""The OpenAPI 3.0 document served at ``/api/maestro/v1/openapi``: the contract the tests fuzz.
+
+It describes exactly the routes in :mod:`server.http.routes`. Request schemas are strict
+(``additionalProperties: false``) because the server rejects unknown fields.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+from server.services.validation import MAX_VERSION, PROPAGATION_POLICIES, UPDATE_STRATEGIES
+
+LABEL: Final = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+SUBDOMAIN: Final = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+LABEL_VALUE: Final = r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$"
+
+
+def ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _obj(props: dict[str, Any], *, required: tuple[str, ...] = (), strict: bool = False) -> dict[str, Any]:
+    out: dict[str, Any] = {"type": "object", "properties": props}
+    if required:
+        out["required"] = list(required)
+    if strict:
+        out["additionalProperties"] = False
+    return out
+
+
+TIME: Final = {"type": "string", "format": "date-time"}
+STR: Final = {"type": "string"}
+LABELS: Final = {
+    "type": "object",
+    "nullable": True,
+    "propertyNames": {"pattern": r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", "maxLength": 63},
+    "additionalProperties": {"type": "string", "pattern": LABEL_VALUE, "maxLength": 63},
+}
+MANIFEST: Final = {
+    "type": "object",
+    "required": ["apiVersion", "kind", "metadata"],
+    "properties": {
+        "apiVersion": {"type": "string", "pattern": r"^[a-z0-9.]+(/[a-z0-9]+)?$|^v1$", "minLength": 2},
+        "kind": {"type": "string", "pattern": r"^[A-Z][A-Za-z0-9]*$"},
+        "metadata": _obj(
+            {
+                "name": {"type": "string", "pattern": SUBDOMAIN, "maxLength": 63},
+                "namespace": {"type": "string", "pattern": LABEL, "maxLength": 63},
+            },
+            required=("name",),
+            strict=True,
+        ),
+    },
+}
+MANIFEST_CONFIG: Final = _obj(
+    {
+        "resourceIdentifier": _obj({"group": STR, "resource": STR, "name": STR, "namespace": STR}, strict=True),
+        "updateStrategy": {"type": "object"},
+        "feedbackRules": {"type": "array", "items": {"type": "object"}},
+    },
+    required=("resourceIdentifier",),
+)
+DELETE_OPTION: Final = _obj({"propagationPolicy": {"type": "string", "enum": list(PROPAGATION_POLICIES)}})
+UPDATE_STRATEGY: Final = _obj(
+    {"type": {"type": "string", "enum": list(UPDATE_STRATEGIES)}, "serverSideApply": {"type": "object"}}, strict=True
+)
+VERSION: Final = {"type": "integer", "minimum": 0, "maximum": MAX_VERSION}
+
+
+def _list(item: str) -> dict[str, Any]:
+    return _obj(
+        {
+            "kind": STR,
+            "page": {"type": "integer"},
+            "size": {"type": "integer"},
+            "total": {"type": "integer"},
+            "items": {"type": "array", "items": ref(item)},
+        },
+        required=("kind", "page", "size", "total", "items"),
+    )
+
+
+def _object_ref(kind: str, extra: dict[str, Any], required: tuple[str, ...] = ()) -> dict[str, Any]:
+    return _obj(
+        {"id": STR, "kind": {"type": "string", "enum": [kind]}, "href": STR, **extra},
+        required=("id", "kind", "href", *required),
+    )
+
+
+SCHEMAS: Final[dict[str, Any]] = {
+    "Error": _obj(
+        {"kind": STR, "id": STR, "href": STR, "code": STR, "reason": STR, "operation_id": STR},
+        required=("kind", "id", "href", "code", "reason"),
+    ),
+    "Consumer": _object_ref(
+        "Consumer",
+        {"name": STR, "labels": {"type": "object"}, "created_at": TIME, "updated_at": TIME},
+        ("name", "created_at", "updated_at"),
+    ),
+    "ConsumerCreate": _obj(
+        {"name": {"type": "string", "pattern": LABEL, "maxLength": 63}, "labels": LABELS}, strict=True
+    ),
+    "ConsumerPatch": _obj({"labels": LABELS}, strict=True),
+    "ConsumerList": _list("Consumer"),
+    "Resource": _object_ref(
+        "Resource",
+        {
+            "name": STR,
+            "consumer_name": STR,
+            "version": {"type": "integer"},
+            "manifest": {"type": "object"},
+            "update_strategy": {"type": "object"},
+            "delete_option": {"type": "object"},
+            "status": {"type": "object"},
+            "created_at": TIME,
+            "updated_at": TIME,
+            "deleted_at": TIME,
+        },
+        ("name", "consumer_name", "version", "manifest", "created_at", "updated_at"),
+    ),
+    "ResourceCreate": _obj(
+        {
+            "name": {"type": "string", "pattern": SUBDOMAIN, "maxLength": 63},
+            "consumer_name": STR,
+            "version": VERSION,
+            "manifest": MANIFEST,
+            "update_strategy": UPDATE_STRATEGY,
+            "delete_option": DELETE_OPTION,
+        },
+        required=("consumer_name", "manifest"),
+        strict=True,
+    ),
+    "ResourcePatch": _obj(
+        {"version": VERSION, "manifest": MANIFEST, "update_strategy": UPDATE_STRATEGY, "delete_option": DELETE_OPTION},
+        required=("version",),
+        strict=True,
+    ),
+    "ResourceList": _list("Resource"),
+    "ResourceBundle": _object_ref(
+        "ResourceBundle",
+        {
+            "name": STR,
+            "consumer_name": STR,
+            "version": {"type": "integer"},
+            "metadata": {"type": "object"},
+            "manifests": {"type": "array", "items": {"type": "object"}},
+            "manifest_configs": {"type": "array", "items": {"type": "object"}},
+            "delete_option": {"type": "object"},
+            "status": {"type": "object"},
+            "created_at": TIME,
+            "updated_at": TIME,
+            "deleted_at": TIME,
+        },
+        ("name", "consumer_name", "version", "manifests", "created_at", "updated_at"),
+    ),
+    "ResourceBundleCreate": _obj(
+        {
+            "id": {"type": "string", "format": "uuid"},
+            "name": {"type": "string", "pattern": SUBDOMAIN, "maxLength": 63},
+            "consumer_name": STR,
+            "version": VERSION,
+            "metadata": _obj({"labels": LABELS}, strict=True),
+            "manifests": {"type": "array", "items": MANIFEST, "minItems": 1},
+            "manifest_configs": {"type": "array", "items": MANIFEST_CONFIG},
+            "delete_option": DELETE_OPTION,
+        },
+        required=("consumer_name", "manifests"),
+        strict=True,
+    ),
+    "ResourceBundleReplace": _obj(
+        {
+            "version": VERSION,
+            "metadata": _obj({"labels": LABELS}, strict=True),
+            "manifests": {"type": "array", "items": MANIFEST, "minItems": 1},
+            "manifest_configs": {"type": "array", "items": MANIFEST_CONFIG},
+            "delete_option": DELETE_OPTION,
+        },
+        required=("version", "manifests"),
+        strict=True,
+    ),
+    "ResourceBundleList": _list("ResourceBundle"),
+    "ErrorList": _obj(
+        {
+            "kind": STR,
+            "page": {"type": "integer"},
+            "size": {"type": "integer"},
+            "total": {"type": "integer"},
+            "items": {"type": "array", "items": {"type": "object"}},
+        },
+        required=("kind", "page", "size", "total", "items"),
+    ),
+}
+
+LIST_PARAMS: Final = [
+    {"name": "page", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 10000}},
+    {"name": "size", "in": "query", "schema": {"type": "integer", "minimum": 0, "maximum": 65500}},
+    {"name": "search", "in": "query", "schema": STR},
+    {"name": "orderBy", "in": "query", "schema": STR},
+    {"name": "fields", "in": "query", "schema": STR},
+]
+ID_PARAM: Final = {"name": "id", "in": "path", "required": True, "schema": STR}
+
+
+def _json(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"content": {"application/json": {"schema": schema}}}
+
+
+def _errors(*codes: int) -> dict[str, Any]:
+    texts = {
+        400: "Bad request",
+        401: "Not authenticated",
+        403: "Forbidden",
+        404: "Not found",
+        409: "Conflict",
+        500: "Unexpected error",
+    }
+    return {str(c): {"description": texts[c], **_json(ref("Error"))} for c in (*codes, 401, 500)}
+
+
+def _op(
+    op_id: str,
+    summary: str,
+    ok: int,
+    schema: str | None,
+    *,
+    params: list[Any] | None = None,
+    body: str | None = None,
+    errors: tuple[int, ...] = (),
+) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "operationId": op_id,
+        "summary": summary,
+        "parameters": params or [],
+        "responses": {
+            str(ok): {"description": "Success", **(_json(ref(schema)) if schema else {})},
+            **_errors(*errors),
+        },
+    }
+    if body:
+        out["requestBody"] = {"required": True, **_json(ref(body))}
+        out["responses"].setdefault("400", {"description": "Bad request", **_json(ref("Error"))})
+    return out
+
+
+def document() -> dict[str, Any]:
+    return {
+        "openapi": "3.0.3",
+        "info": {
+            "title": "Maestro Service API",
+            "version": "0.0.1",
+            "description": "Deliver Kubernetes resources from one hub to many clusters.",
+        },
+        "servers": [{"url": "/"}],
+        "security": [{"Bearer": []}],
+        "paths": {
+            "/api/maestro/v1/consumers": {
+                "get": _op("listConsumers", "List consumers", 200, "ConsumerList", params=LIST_PARAMS, errors=(400,)),
+                "post": _op(
+                    "createConsumer", "Create a consumer", 201, "Consumer", body="ConsumerCreate", errors=(400, 409)
+                ),
+            },
+            "/api/maestro/v1/consumers/{id}": {
+                "get": _op("getConsumer", "Get a consumer by id", 200, "Consumer", params=[ID_PARAM], errors=(404,)),
+                "patch": _op(
+                    "patchConsumer",
+                    "Replace a consumer's labels",
+                    200,
+                    "Consumer",
+                    params=[ID_PARAM],
+                    body="ConsumerPatch",
+                    errors=(400, 404),
+                ),
+                "delete": _op(
+                    "deleteConsumer",
+                    "Delete a consumer no resource references",
+                    204,
+                    None,
+                    params=[ID_PARAM],
+                    errors=(403, 404),
+                ),
+            },
+            "/api/maestro/v1/resources": {
+                "get": _op(
+                    "listResources", "List single resources", 200, "ResourceList", params=LIST_PARAMS, errors=(400,)
+                ),
+                "post": _op(
+                    "createResource",
+                    "Create a single resource",
+                    201,
+                    "Resource",
+                    body="ResourceCreate",
+                    errors=(400, 409),
+                ),
+            },
+            "/api/maestro/v1/resources/{id}": {
+                "get": _op("getResource", "Get a single resource", 200, "Resource", params=[ID_PARAM], errors=(404,)),
+                "patch": _op(
+                    "patchResource",
+                    "Update a single resource",
+                    200,
+                    "Resource",
+                    params=[ID_PARAM],
+                    body="ResourcePatch",
+                    errors=(400, 404, 409),
+                ),
+                "delete": _op(
+                    "deleteResource",
+                    "Delete a single resource (two-phase)",
+                    204,
+                    None,
+                    params=[ID_PARAM],
+                    errors=(404,),
+                ),
+            },
+            "/api/maestro/v1/resource-bundles": {
+                "get": _op(
+                    "listResourceBundles",
+                    "List resource bundles",
+                    200,
+                    "ResourceBundleList",
+                    params=LIST_PARAMS,
+                    errors=(400,),
+                ),
+                "post": _op(
+                    "createResourceBundle",
+                    "Create a resource bundle",
+                    201,
+                    "ResourceBundle",
+                    body="ResourceBundleCreate",
+                    errors=(400, 409),
+                ),
+            },
+            "/api/maestro/v1/resource-bundles/{id}": {
+                "get": _op(
+                    "getResourceBundle",
+                    "Get a resource bundle",
+                    200,
+                    "ResourceBundle",
+                    params=[ID_PARAM],
+                    errors=(404,),
+                ),
+                "put": _op(
+                    "replaceResourceBundle",
+                    "Replace a resource bundle's spec",
+                    200,
+                    "ResourceBundle",
+                    params=[ID_PARAM],
+                    body="ResourceBundleReplace",
+                    errors=(400, 404, 409),
+                ),
+                "delete": _op(
+                    "deleteResourceBundle",
+                    "Delete a resource bundle (two-phase, idempotent)",
+                    204,
+                    None,
+                    params=[ID_PARAM],
+                ),
+            },
+            "/api/maestro/v1/errors": {
+                "get": {**_op("listErrors", "List error codes", 200, "ErrorList"), "security": []},
+            },
+            "/api/maestro/v1/errors/{id}": {
+                "get": {
+                    **_op("getError", "Get an error code", 200, "Error", params=[ID_PARAM], errors=(404,)),
+                    "security": [],
+                },
+            },
+        },
+        "components": {
+            "schemas": SCHEMAS,
+            "securitySchemes": {"Bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}},
+        },
+    }

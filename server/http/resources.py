@@ -1,0 +1,41 @@
+"""``/resources`` endpoints: single-manifest resources (the seed README's shape)."""
+
+from __future__ import annotations
+
+import functools
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from server.errors import NotFound
+from server.http import bodies, listing, presenters, state
+from server.services import resources
+
+
+async def list_resources(request: Request) -> Response:
+    fetch = functools.partial(resources.page, state.database(request), type="Single")
+    return await listing.respond(request, kind="Resource", fetch=fetch, present=presenters.resource)
+
+
+async def create_resource(request: Request) -> Response:
+    body = await bodies.json_object(request)
+    row = await resources.create_single(state.database(request), body, source=state.settings(request).source_id)
+    return JSONResponse(presenters.resource(row), status_code=201)
+
+
+async def get_resource(request: Request) -> Response:
+    row = await resources.get(state.database(request), request.path_params["id"], expect_type="Single")
+    return JSONResponse(presenters.resource(row))
+
+
+async def patch_resource(request: Request) -> Response:
+    body = await bodies.json_object(request)
+    row = await resources.patch_single(state.database(request), request.path_params["id"], body)
+    return JSONResponse(presenters.resource(row))
+
+
+async def delete_resource(request: Request) -> Response:
+    rid = request.path_params["id"]
+    if not await resources.mark_deleting(state.database(request), rid, expect_type="Single"):
+        raise NotFound(f"Resource with id='{rid}' not found")
+    return Response(status_code=204)

@@ -1,0 +1,23 @@
+"""Typed access to what the lifespan puts in ``request.state``: the one place it is untyped."""
+
+from __future__ import annotations
+
+from typing import TypedDict, cast
+
+import databases
+from starlette.requests import Request
+
+from server.settings import Settings
+
+
+class State(TypedDict):
+    database: databases.Database
+    settings: Settings
+
+
+def database(request: Request) -> databases.Database:
+    return cast(databases.Database, request.state.database)
+
+
+def settings(request: Request) -> Settings:
+    return cast(Settings, request.state.settings)

@@ -1,0 +1,94 @@
+"""``maestro server``: wire the database, the listeners and the background services, run until signalled."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Iterator
+
+import databases
+import uvicorn
+from starlette.applications import Starlette
+
+from server import app as app_mod
+from server import embedded, health, migrate
+from server.settings import Settings
+from server.store import db as store_db
+
+log = logging.getLogger(__name__)
+
+
+class _Server(uvicorn.Server):
+    """A uvicorn server that leaves signals to us: several run in one process and stop together."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def _server(app: Starlette, settings: Settings, port: int) -> uvicorn.Server:
+    config = uvicorn.Config(
+        app,
+        host=settings.server_hostname,
+        port=port,
+        log_config=None,
+        access_log=False,
+        lifespan="on",
+        timeout_graceful_shutdown=10,
+    )
+    return _Server(config)
+
+
+async def run(settings: Settings) -> int:
+    pg = None
+    url = settings.db_url
+    if not url:
+        pg = embedded.EmbeddedPostgres(embedded.data_dir(settings.data_dir))
+        url = await asyncio.to_thread(pg.start)
+    try:
+        if settings.auto_migrate or pg is not None:
+            await asyncio.to_thread(migrate.apply, url)
+        database = store_db.database(url, max_size=settings.db_max_open_connections)
+        await database.connect()
+        try:
+            return await _serve(settings, database)
+        finally:
+            await database.disconnect()
+    finally:
+        if pg is not None:
+            await asyncio.to_thread(pg.stop)
+
+
+async def _serve(settings: Settings, database: databases.Database) -> int:
+    async def ready() -> bool:
+        async with store_db.connection(database) as conn:
+            return bool(await conn.fetchval("SELECT true"))
+
+    servers = [
+        _server(app_mod.create_app(settings, database=database), settings, settings.http_server_bindport),
+        _server(health.health_app(ready), settings, settings.health_check_server_bindport),
+        _server(health.metrics_app(), settings, settings.metrics_server_bindport),
+    ]
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    tasks = [asyncio.create_task(s.serve(), name=f"uvicorn:{s.config.port}") for s in servers]
+    log.info(
+        "maestro server listening on %s: REST %d, health %d, metrics %d",
+        settings.server_hostname,
+        settings.http_server_bindport,
+        settings.health_check_server_bindport,
+        settings.metrics_server_bindport,
+    )
+    stopper = asyncio.create_task(stop.wait(), name="stop-signal")
+    done, _ = await asyncio.wait([*tasks, stopper], return_when=asyncio.FIRST_COMPLETED)
+    for s in servers:
+        s.should_exit = True
+    await asyncio.gather(*tasks, return_exceptions=True)
+    stopper.cancel()
+    failed = [t for t in tasks if t in done and (t.exception() or not t.result())] if stopper not in done else []
+    return 1 if failed else 0

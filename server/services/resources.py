@@ -1,0 +1,310 @@
+"""Resource use cases, for single resources and bundles alike.
+
+A single resource (the ``/resources`` API) is stored as a bundle of one manifest with ``type = 'Single'``, so
+the dispatcher, the agents and the status path know one shape only. Each write is one transaction that changes
+the row and appends its spec event (whose NOTIFY wakes the dispatcher on commit).
+
+Versions: a row starts at 1 and increments only when the spec changes. A write carrying a non-zero version that
+differs from the stored one is a conflict; version 0 means "don't check". Delete is two-phase: the row is marked
+``deleted_at`` and a Delete event is appended; the agent's ``Deleted=True`` status removes it. A row being
+deleted refuses updates, and deleting it again changes nothing.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+import asyncpg
+import databases
+
+from server.errors import Conflict, NotFound, ValidationError
+from server.services import validation as v
+from server.store import listing, logs, resources
+from server.store.db import Conn, connection, transaction
+from server.store.rows import ResourceRow, ResourceType
+
+SINGLE_FIELDS = {
+    "id",
+    "kind",
+    "href",
+    "name",
+    "consumer_name",
+    "version",
+    "manifest",
+    "update_strategy",
+    "delete_option",
+    "status",
+    "created_at",
+    "updated_at",
+    "deleted_at",
+}
+BUNDLE_FIELDS = {
+    "id",
+    "kind",
+    "href",
+    "name",
+    "consumer_name",
+    "version",
+    "metadata",
+    "manifests",
+    "manifest_configs",
+    "delete_option",
+    "status",
+    "created_at",
+    "updated_at",
+    "deleted_at",
+}
+READ_ONLY = ("href", "status", "created_at", "updated_at", "deleted_at")
+
+
+@dataclass(frozen=True)
+class Spec:
+    """What a client asks for: the stored ``payload`` is derived from it."""
+
+    consumer_name: str
+    manifests: list[dict[str, Any]]
+    delete_option: dict[str, Any]
+    manifest_configs: list[dict[str, Any]] = field(default_factory=list)
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    def payload(self, resource_id: str) -> dict[str, Any]:
+        meta = {**self.metadata, "uid": resource_id, "namespace": self.consumer_name}
+        meta.setdefault("name", resource_id)
+        return {
+            "metadata": meta,
+            "data": {
+                "manifests": self.manifests,
+                "deleteOption": self.delete_option,
+                "manifestConfigs": self.manifest_configs,
+            },
+        }
+
+
+def _plural(kind: str) -> str:
+    """Kind to resource name, the way Kubernetes pluralises (good for every built-in kind we ship)."""
+    lower = kind.lower()
+    if lower == "endpoints":
+        return lower
+    if lower.endswith(("s", "x", "ch", "sh")):
+        return lower + "es"
+    if lower.endswith("y") and len(lower) > 1 and lower[-2] not in "aeiou":
+        return lower[:-1] + "ies"
+    return lower + "s"
+
+
+def resource_identifier(manifest: dict[str, Any]) -> dict[str, str]:
+    group = str(manifest.get("apiVersion", "")).rpartition("/")[0]
+    meta = manifest.get("metadata") or {}
+    ident = {"group": group, "resource": _plural(str(manifest.get("kind", ""))), "name": str(meta.get("name", ""))}
+    if meta.get("namespace"):
+        ident["namespace"] = str(meta["namespace"])
+    return ident
+
+
+def _identity(body: dict[str, Any], problems: v.Problems, *, kind: str) -> tuple[str, str]:
+    if body.get("kind") not in (None, kind):
+        problems.add(f"kind must be '{kind}'")
+    rid = body.get("id") or str(uuid.uuid4())
+    if not v.is_uuid(rid):
+        problems.add("id must be a UUID")
+    name = body.get("name") or rid
+    if not isinstance(name, str) or len(name) > 253 or not v.DNS1123_SUBDOMAIN.match(name):
+        problems.add("name must be a lowercase RFC 1123 subdomain of at most 253 characters")
+    return str(rid), str(name)
+
+
+def _consumer(body: dict[str, Any], problems: v.Problems) -> str:
+    name = body.get("consumer_name")
+    if not v.is_dns1123_label(name):
+        problems.add("consumer_name is required and must name an existing consumer")
+        return ""
+    return str(name)
+
+
+def single_spec(body: dict[str, Any], problems: v.Problems, *, consumer_name: str) -> Spec:
+    """The spec of a single resource: one manifest, status feedback of its whole ``.status``."""
+    manifest = body.get("manifest")
+    v.manifest(manifest, problems, where="manifest")
+    strategy = v.update_strategy(body.get("update_strategy"), problems)
+    delete = v.delete_option(body.get("delete_option"), problems)
+    if delete.get("propagationPolicy") == "SelectivelyOrphan":
+        problems.add("delete_option.propagationPolicy must be Foreground or Orphan for a single resource")
+    if not isinstance(manifest, dict):
+        return Spec(consumer_name=consumer_name, manifests=[], delete_option=delete)
+    config = {
+        "resourceIdentifier": resource_identifier(manifest),
+        "updateStrategy": strategy,
+        "feedbackRules": [{"type": "JSONPaths", "jsonPaths": [{"name": "status", "path": ".status"}]}],
+    }
+    return Spec(consumer_name=consumer_name, manifests=[manifest], delete_option=delete, manifest_configs=[config])
+
+
+def bundle_spec(body: dict[str, Any], problems: v.Problems, *, consumer_name: str) -> Spec:
+    manifests = v.manifests(body.get("manifests"), problems)
+    metadata = body.get("metadata") or {}
+    if not isinstance(metadata, dict):
+        problems.add("metadata must be an object")
+        metadata = {}
+    else:
+        v.labels(metadata.get("labels"), problems, field="metadata.labels")
+    return Spec(
+        consumer_name=consumer_name,
+        manifests=manifests,
+        delete_option=v.delete_option(body.get("delete_option"), problems),
+        manifest_configs=v.manifest_configs(body.get("manifest_configs"), problems),
+        metadata={k: metadata[k] for k in ("name", "labels", "annotations") if k in metadata},
+    )
+
+
+async def _insert(conn: Conn, *, rid: str, name: str, source: str, type: ResourceType, spec: Spec) -> ResourceRow:
+    row = await resources.insert(
+        conn, id=rid, name=name, source=source, consumer_name=spec.consumer_name, type=type, payload=spec.payload(rid)
+    )
+    await logs.append_spec_event(
+        conn, resource_id=rid, consumer_name=row.consumer_name, event_type="Create", version=row.version
+    )
+    return row
+
+
+async def create(
+    db: databases.Database, *, rid: str, name: str, source: str, type: ResourceType, spec: Spec
+) -> ResourceRow:
+    try:
+        async with transaction(db) as conn:
+            return await _insert(conn, rid=rid, name=name, source=source, type=type, spec=spec)
+    except asyncpg.ForeignKeyViolationError:
+        raise ValidationError(f"consumer_name: consumer {spec.consumer_name!r} does not exist") from None
+    except asyncpg.UniqueViolationError as exc:
+        what = "name" if "name" in (exc.constraint_name or "") else "id"
+        raise Conflict(f"a resource with this {what} already exists") from None
+
+
+async def create_single(db: databases.Database, body: dict[str, Any], *, source: str) -> ResourceRow:
+    problems = v.Problems()
+    v.check_fields(body, SINGLE_FIELDS, problems)
+    rid, name = _identity(body, problems, kind="Resource")
+    consumer = _consumer(body, problems)
+    if "version" in body:
+        v.version(body["version"], problems)
+    spec = single_spec(body, problems, consumer_name=consumer)
+    problems.raise_if_any()
+    return await create(db, rid=rid, name=name, source=source, type="Single", spec=spec)
+
+
+async def create_bundle(db: databases.Database, body: dict[str, Any], *, source: str) -> ResourceRow:
+    problems = v.Problems()
+    v.check_fields(body, BUNDLE_FIELDS, problems)
+    rid, name = _identity(body, problems, kind="ResourceBundle")
+    consumer = _consumer(body, problems)
+    if "version" in body:
+        v.version(body["version"], problems)
+    spec = bundle_spec(body, problems, consumer_name=consumer)
+    problems.raise_if_any()
+    return await create(db, rid=rid, name=name, source=source, type="Bundle", spec=spec)
+
+
+async def update(
+    db: databases.Database, rid: str, *, version: int, build: Any, expect_type: ResourceType | None = None
+) -> ResourceRow:
+    """Replace the spec of ``rid`` with ``build(row)`` (a Spec) under the row lock.
+
+    ``version`` 0 skips the concurrency check. Unchanged specs change nothing (no new version, no event).
+    """
+    async with transaction(db) as conn:
+        row = await resources.get(conn, rid, lock=True)
+        if row is None or (expect_type and row.type != expect_type):
+            raise NotFound(f"Resource with id='{rid}' not found")
+        if row.deleted_at is not None:
+            raise Conflict(f"resource {rid} is being deleted")
+        if version and version != row.version:
+            raise Conflict(f"the resource version is not the latest, the latest version: {row.version}")
+        spec: Spec = build(row)
+        payload = spec.payload(rid)
+        if payload == row.payload:
+            return row
+        updated = await resources.update_spec(conn, rid, payload=payload)
+        await logs.append_spec_event(
+            conn, resource_id=rid, consumer_name=row.consumer_name, event_type="Update", version=updated.version
+        )
+        return updated
+
+
+def _check_same(row: ResourceRow, body: dict[str, Any], problems: v.Problems) -> None:
+    for key, current in (("consumer_name", row.consumer_name), ("name", row.name), ("id", row.id)):
+        if key in body and body[key] != current:
+            problems.add(f"{key} cannot be changed")
+
+
+async def patch_single(db: databases.Database, rid: str, body: dict[str, Any]) -> ResourceRow:
+    problems = v.Problems()
+    v.check_fields(body, SINGLE_FIELDS, problems)
+    if "version" not in body:
+        problems.add("version is required: send the version you last read (0 skips the check)")
+    ver = v.version(body.get("version", 0), problems)
+    problems.raise_if_any()
+
+    def build(row: ResourceRow) -> Spec:
+        p = v.Problems()
+        _check_same(row, body, p)
+        data = row.payload["data"]
+        current: dict[str, Any] = {
+            "manifest": data["manifests"][0],
+            "update_strategy": data["manifestConfigs"][0].get("updateStrategy") if data["manifestConfigs"] else None,
+            "delete_option": data["deleteOption"],
+        }
+        changes: dict[str, Any] = {k: body[k] for k in ("manifest", "update_strategy", "delete_option") if k in body}
+        merged = {**current, **changes}
+        spec = single_spec(merged, p, consumer_name=row.consumer_name)
+        p.raise_if_any()
+        return spec
+
+    return await update(db, rid, version=ver, build=build, expect_type="Single")
+
+
+async def replace_bundle(db: databases.Database, rid: str, body: dict[str, Any]) -> ResourceRow:
+    problems = v.Problems()
+    v.check_fields(body, BUNDLE_FIELDS, problems)
+    if "version" not in body:
+        problems.add("version is required: send the version you last read (0 skips the check)")
+    ver = v.version(body.get("version", 0), problems)
+    problems.raise_if_any()
+
+    def build(row: ResourceRow) -> Spec:
+        p = v.Problems()
+        _check_same(row, body, p)
+        spec = bundle_spec(body, p, consumer_name=row.consumer_name)
+        p.raise_if_any()
+        return spec
+
+    return await update(db, rid, version=ver, build=build)
+
+
+async def mark_deleting(db: databases.Database, rid: str, *, expect_type: ResourceType | None = None) -> bool:
+    """Start the two-phase delete. Returns False when there is no such resource; deleting twice is a no-op."""
+    async with transaction(db) as conn:
+        row = await resources.get(conn, rid, lock=True)
+        if row is None or (expect_type and row.type != expect_type):
+            return False
+        if row.deleted_at is None:
+            await resources.mark_deleting(conn, rid)
+            await logs.append_spec_event(
+                conn, resource_id=rid, consumer_name=row.consumer_name, event_type="Delete", version=row.version
+            )
+        return True
+
+
+async def get(db: databases.Database, rid: str, *, expect_type: ResourceType | None = None) -> ResourceRow:
+    async with connection(db) as conn:
+        row = await resources.get(conn, rid)
+    if row is None or (expect_type and row.type != expect_type):
+        raise NotFound(f"Resource with id='{rid}' not found")
+    return row
+
+
+async def page(
+    db: databases.Database, query: listing.ListQuery, *, type: ResourceType | None = None
+) -> tuple[list[ResourceRow], int]:
+    async with connection(db) as conn:
+        return await resources.page(conn, query, type=type)

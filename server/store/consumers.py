@@ -1,0 +1,58 @@
+"""SQL for the ``consumers`` table."""
+
+from __future__ import annotations
+
+from server.store import listing, search
+from server.store.db import Conn
+from server.store.rows import ConsumerRow
+
+SCHEMA = search.Schema(
+    columns={
+        "id": search.Column("consumers.id", "text"),
+        "name": search.Column("consumers.name", "text"),
+        "created_at": search.Column("consumers.created_at", "timestamp"),
+        "updated_at": search.Column("consumers.updated_at", "timestamp"),
+    },
+    jsonb={"labels": "consumers.labels"},
+)
+
+
+async def insert(conn: Conn, *, id: str, name: str, labels: dict[str, str] | None) -> ConsumerRow:
+    row = await conn.fetchrow(
+        "INSERT INTO consumers (id, name, labels) VALUES ($1, $2, $3) RETURNING *", id, name, labels
+    )
+    assert row is not None
+    return ConsumerRow.of(row)
+
+
+async def get(conn: Conn, id: str) -> ConsumerRow | None:
+    row = await conn.fetchrow("SELECT * FROM consumers WHERE id = $1", id)
+    return ConsumerRow.of(row) if row else None
+
+
+async def get_by_name(conn: Conn, name: str) -> ConsumerRow | None:
+    row = await conn.fetchrow("SELECT * FROM consumers WHERE name = $1", name)
+    return ConsumerRow.of(row) if row else None
+
+
+async def names(conn: Conn) -> list[str]:
+    return [r["name"] for r in await conn.fetch("SELECT name FROM consumers ORDER BY name")]
+
+
+async def update_labels(conn: Conn, id: str, labels: dict[str, str] | None) -> ConsumerRow | None:
+    row = await conn.fetchrow(
+        "UPDATE consumers SET labels = $2, updated_at = now() WHERE id = $1 RETURNING *", id, labels
+    )
+    return ConsumerRow.of(row) if row else None
+
+
+async def delete(conn: Conn, id: str) -> bool:
+    """Delete by id; raises asyncpg.ForeignKeyViolationError while resources reference the consumer."""
+    return bool(await conn.fetchval("DELETE FROM consumers WHERE id = $1 RETURNING true", id))
+
+
+async def page(conn: Conn, query: listing.ListQuery) -> tuple[list[ConsumerRow], int]:
+    rows, total = await listing.page(
+        conn, table="consumers", schema=SCHEMA, query=query, default_order="consumers.created_at, consumers.id"
+    )
+    return [ConsumerRow.of(r) for r in rows], total

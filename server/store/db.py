@@ -1,0 +1,63 @@
+"""The database handle and the two ways to use it.
+
+``databases.Database`` owns the asyncpg pool. Store functions take a :class:`Conn` — the raw asyncpg connection
+of the current ``databases`` connection — so they get prepared statements and native types, while services
+still open transactions the ``databases`` way. JSONB is decoded to Python objects by a codec installed on every
+pooled connection, so no store function parses JSON by hand.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from typing import Any, Protocol
+
+import asyncpg
+import databases
+
+from server import dsn
+
+
+class Conn(Protocol):
+    """The slice of asyncpg's connection API the store uses."""
+
+    async def fetch(self, query: str, *args: Any, timeout: float | None = None) -> list[asyncpg.Record]: ...
+
+    async def fetchrow(self, query: str, *args: Any, timeout: float | None = None) -> asyncpg.Record | None: ...
+
+    async def fetchval(self, query: str, *args: Any, column: int = 0, timeout: float | None = None) -> Any: ...
+
+    async def execute(self, query: str, *args: Any, timeout: float | None = None) -> str: ...
+
+    async def executemany(
+        self, command: str, args: Sequence[Sequence[Any]], *, timeout: float | None = None
+    ) -> None: ...
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+async def init_connection(conn: asyncpg.Connection) -> None:
+    for typename in ("json", "jsonb"):
+        await conn.set_type_codec(typename, encoder=_dumps, decoder=json.loads, schema="pg_catalog")
+
+
+def database(url: str, *, max_size: int = 50) -> databases.Database:
+    """A pool for ``url`` (not yet connected)."""
+    return databases.Database(dsn.for_databases(url), min_size=1, max_size=max_size, init=init_connection)
+
+
+@asynccontextmanager
+async def transaction(db: databases.Database) -> AsyncIterator[Conn]:
+    """One transaction on one pooled connection; commits on exit, rolls back on error."""
+    async with db.connection() as connection, connection.transaction():
+        yield connection.raw_connection
+
+
+@asynccontextmanager
+async def connection(db: databases.Database) -> AsyncIterator[Conn]:
+    """A pooled connection in autocommit mode, for reads."""
+    async with db.connection() as connection:
+        yield connection.raw_connection

@@ -1,0 +1,104 @@
+"""SQL for the ``resources`` table (single resources and bundles alike; ``type`` tells them apart)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from server.store import listing, search
+from server.store.db import Conn
+from server.store.rows import ResourceRow, ResourceType
+
+SCHEMA = search.Schema(
+    columns={
+        "id": search.Column("resources.id", "text"),
+        "name": search.Column("resources.name", "text"),
+        "source": search.Column("resources.source", "text"),
+        "consumer_name": search.Column("resources.consumer_name", "text"),
+        "version": search.Column("resources.version", "int"),
+        "created_at": search.Column("resources.created_at", "timestamp"),
+        "updated_at": search.Column("resources.updated_at", "timestamp"),
+        "deleted_at": search.Column("resources.deleted_at", "timestamp"),
+    },
+    jsonb={"payload": "resources.payload", "status": "resources.status"},
+)
+
+
+async def insert(
+    conn: Conn,
+    *,
+    id: str,
+    name: str,
+    source: str,
+    consumer_name: str,
+    type: ResourceType,
+    payload: dict[str, Any],
+) -> ResourceRow:
+    """Insert at version 1. Raises UniqueViolationError (id or name) or ForeignKeyViolationError (consumer)."""
+    row = await conn.fetchrow(
+        "INSERT INTO resources (id, name, source, consumer_name, type, version, payload)"
+        " VALUES ($1, $2, $3, $4, $5, 1, $6) RETURNING *",
+        id,
+        name,
+        source,
+        consumer_name,
+        type,
+        payload,
+    )
+    assert row is not None
+    return ResourceRow.of(row)
+
+
+async def get(conn: Conn, id: str, *, lock: bool = False) -> ResourceRow | None:
+    """The row, soft-deleted or not; ``lock`` takes the row lock until the transaction ends."""
+    row = await conn.fetchrow("SELECT * FROM resources WHERE id = $1" + (" FOR UPDATE" if lock else ""), id)
+    return ResourceRow.of(row) if row else None
+
+
+async def get_many(conn: Conn, ids: list[str]) -> list[ResourceRow]:
+    return [ResourceRow.of(r) for r in await conn.fetch("SELECT * FROM resources WHERE id = ANY($1)", ids)]
+
+
+async def for_consumer(conn: Conn, consumer_name: str, *, source: str | None = None) -> list[ResourceRow]:
+    rows = await conn.fetch(
+        "SELECT * FROM resources WHERE consumer_name = $1 AND ($2::text IS NULL OR source = $2)", consumer_name, source
+    )
+    return [ResourceRow.of(r) for r in rows]
+
+
+async def update_spec(conn: Conn, id: str, *, payload: dict[str, Any]) -> ResourceRow:
+    row = await conn.fetchrow(
+        "UPDATE resources SET payload = $2, version = version + 1, updated_at = now() WHERE id = $1 RETURNING *",
+        id,
+        payload,
+    )
+    assert row is not None
+    return ResourceRow.of(row)
+
+
+async def mark_deleting(conn: Conn, id: str) -> ResourceRow:
+    row = await conn.fetchrow(
+        "UPDATE resources SET deleted_at = now(), updated_at = now() WHERE id = $1 RETURNING *", id
+    )
+    assert row is not None
+    return ResourceRow.of(row)
+
+
+async def set_status(conn: Conn, id: str, status: dict[str, Any]) -> None:
+    await conn.execute("UPDATE resources SET status = $2 WHERE id = $1", id, status)
+
+
+async def hard_delete(conn: Conn, id: str) -> bool:
+    return bool(await conn.fetchval("DELETE FROM resources WHERE id = $1 RETURNING true", id))
+
+
+async def page(
+    conn: Conn,
+    query: listing.ListQuery,
+    *,
+    type: ResourceType | None = None,
+) -> tuple[list[ResourceRow], int]:
+    table = "resources" if type is None else f"(SELECT * FROM resources WHERE type = '{type}') AS resources"
+    rows, total = await listing.page(
+        conn, table=table, schema=SCHEMA, query=query, default_order="resources.created_at, resources.id"
+    )
+    return [ResourceRow.of(r) for r in rows], total
