@@ -10,7 +10,8 @@ malformed message from a broker can never crash a consumer loop with an unexpect
     └── BrokerError              the MQTT adapter could not do what was asked
         ├── ConnectError         connecting (or reconnecting) failed, or was refused
         ├── SubscribeError       the broker refused a subscription
-        ├── NotConnectedError    publishing while disconnected for longer than the timeout
+        ├── PublishTimeoutError  a publish waited too long (in-flight window full, or disconnected)
+        │   └── NotConnectedError publishing while disconnected for longer than the timeout
         └── BrokerClosedError    the adapter was used after (or during) shutdown
 """
 
@@ -63,7 +64,11 @@ class SubscribeError(BrokerError):
     """The broker refused (or never acknowledged) a subscription."""
 
 
-class NotConnectedError(BrokerError):
+class PublishTimeoutError(BrokerError):
+    """A publish could not be handed to the broker within its timeout."""
+
+
+class NotConnectedError(PublishTimeoutError):
     """A publish waited longer than its timeout for the connection to come back."""
 
 
