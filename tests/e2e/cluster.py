@@ -84,9 +84,6 @@ def build_binaries(*, tools_only: bool = False, log: TextIO | None = None) -> Bi
     """
     cmd = ["bash", str(BUILD_SCRIPT)] + (["--tools-only"] if tools_only else [])
     err = log if log is not None else sys.stderr
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    assert proc.stdout is not None
-    assert proc.stderr is not None
     stderr_lines: list[str] = []
 
     def pump(stream: TextIO) -> None:
@@ -95,11 +92,14 @@ def build_binaries(*, tools_only: bool = False, log: TextIO | None = None) -> Bi
             err.write(line)
             err.flush()
 
-    pumper = threading.Thread(target=pump, args=(proc.stderr,), daemon=True)
-    pumper.start()
-    out = proc.stdout.read()
-    rc = proc.wait()
-    pumper.join()
+    with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as proc:
+        assert proc.stdout is not None
+        assert proc.stderr is not None
+        pumper = threading.Thread(target=pump, args=(proc.stderr,), daemon=True)
+        pumper.start()
+        out = proc.stdout.read()
+        rc = proc.wait()
+        pumper.join()
     if rc != 0:
         tail = "".join(stderr_lines[-LOG_TAIL_LINES:])
         raise ControlPlaneError(f"{' '.join(cmd)} failed with exit code {rc}:\n{tail}")
@@ -137,9 +137,7 @@ def has_default_route() -> bool:
 def non_loopback_ipv4() -> str | None:
     """A non-loopback IPv4 address of this host, or None."""
     try:
-        out = subprocess.run(
-            ["ip", "-4", "-o", "addr", "show"], capture_output=True, text=True, check=True
-        ).stdout
+        out = subprocess.run(["ip", "-4", "-o", "addr", "show"], capture_output=True, text=True, check=True).stdout
     except (OSError, subprocess.CalledProcessError):
         return None
     for line in out.splitlines():
@@ -282,9 +280,7 @@ class ControlPlane:
             "--allow-privileged=true",
             *advertise_flags(),
         )
-        self._wait_http(
-            "kube-apiserver", f"{self.server}/readyz", timeout=self.start_timeout, ctx=self._ssl()
-        )
+        self._wait_http("kube-apiserver", f"{self.server}/readyz", timeout=self.start_timeout, ctx=self._ssl())
         self._write_kubeconfig(pki)
 
         self._spawn(
@@ -316,9 +312,7 @@ class ControlPlane:
         insecure = ssl.create_default_context()
         insecure.check_hostname = False
         insecure.verify_mode = ssl.CERT_NONE
-        self._wait_http(
-            "kube-controller-manager", f"https://127.0.0.1:{kcm_port}/healthz", timeout=60, ctx=insecure
-        )
+        self._wait_http("kube-controller-manager", f"https://127.0.0.1:{kcm_port}/healthz", timeout=60, ctx=insecure)
         self._wait_http("kube-scheduler", f"https://127.0.0.1:{sched_port}/healthz", timeout=60, ctx=insecure)
         self._create_fake_node()
         self._wait_node_ready(FAKE_NODE_NAME, timeout=60)
@@ -375,9 +369,7 @@ class ControlPlane:
                     },
                 }
             ],
-            "contexts": [
-                {"name": "maestro-e2e", "context": {"cluster": "maestro-e2e", "user": "maestro-e2e-admin"}}
-            ],
+            "contexts": [{"name": "maestro-e2e", "context": {"cluster": "maestro-e2e", "user": "maestro-e2e-admin"}}],
             "current-context": "maestro-e2e",
         }
         # JSON is valid YAML; every kubeconfig loader accepts it.
@@ -575,9 +567,7 @@ def running_control_plane(bin_dir: Path, **kwargs: Any) -> Iterator[ControlPlane
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tests.e2e.cluster", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    up = sub.add_parser(
-        "up", help="build (if needed), start a cluster, print the kubeconfig path, wait for Ctrl-C"
-    )
+    up = sub.add_parser("up", help="build (if needed), start a cluster, print the kubeconfig path, wait for Ctrl-C")
     up.add_argument("--keep-run-dir", action="store_true", help="keep logs and etcd data after stopping")
     sub.add_parser("build", help="only run the build script and print the cache directories")
     args = parser.parse_args(argv)

@@ -112,9 +112,7 @@ def kubectl(kubectl_bin: str, kubeconfig: str) -> KubectlRunner:
             timeout=120,
         )
         if check and res.returncode != 0:
-            raise AssertionError(
-                f"kubectl {' '.join(args)} failed ({res.returncode}):\n{res.stderr}{res.stdout}"
-            )
+            raise AssertionError(f"kubectl {' '.join(args)} failed ({res.returncode}):\n{res.stderr}{res.stdout}")
         return res
 
     return run

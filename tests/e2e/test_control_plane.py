@@ -140,9 +140,7 @@ async def test_crd_custom_resource_and_status_subresource(
 # -- Deployment -> ReplicaSet -> Pod (scheduler) -> Ready (kwok) -------------------------------------------
 
 
-async def test_deployment_becomes_available_with_ready_pods(
-    k8s_api: k8s_client.ApiClient, namespace: str
-) -> None:
+async def test_deployment_becomes_available_with_ready_pods(k8s_api: k8s_client.ApiClient, namespace: str) -> None:
     apps = k8s_client.AppsV1Api(k8s_api)
     core = k8s_client.CoreV1Api(k8s_api)
     labels = {"app": "web"}
@@ -211,18 +209,14 @@ async def test_garbage_collector_foreground_and_orphan(k8s_api: k8s_client.ApiCl
         lambda: gone(lambda: core.read_namespaced_config_map("fg-dependent", namespace)),
         "fg-dependent deleted",
     )
-    await eventually(
-        lambda: gone(lambda: core.read_namespaced_config_map("fg-owner", namespace)), "fg-owner deleted"
-    )
+    await eventually(lambda: gone(lambda: core.read_namespaced_config_map("fg-owner", namespace)), "fg-owner deleted")
 
     # Orphan: the owner goes, the dependent stays with its owner reference removed.
     await _owner_and_dependent(core, namespace, "or")
     await core.delete_namespaced_config_map(
         "or-owner", namespace, body=k8s_client.V1DeleteOptions(propagation_policy="Orphan")
     )
-    await eventually(
-        lambda: gone(lambda: core.read_namespaced_config_map("or-owner", namespace)), "or-owner deleted"
-    )
+    await eventually(lambda: gone(lambda: core.read_namespaced_config_map("or-owner", namespace)), "or-owner deleted")
     dependent = await core.read_namespaced_config_map("or-dependent", namespace)
     assert not dependent.metadata.owner_references
     assert dependent.metadata.deletion_timestamp is None
@@ -241,22 +235,14 @@ def test_server_side_apply_conflict_and_force(kubectl: KubectlRunner, namespace:
     kubectl("apply", "--server-side", "--field-manager=alpha", "-f", "-", input=manifest("a"))
     # Same value from another manager: no conflict, shared ownership.
     kubectl("apply", "--server-side", "--field-manager=beta", "-f", "-", input=manifest("a"))
-    conflict = kubectl(
-        "apply", "--server-side", "--field-manager=beta", "-f", "-", input=manifest("b"), check=False
-    )
+    conflict = kubectl("apply", "--server-side", "--field-manager=beta", "-f", "-", input=manifest("b"), check=False)
     assert conflict.returncode != 0
     assert "conflict" in conflict.stderr.lower(), conflict.stderr
     assert "alpha" in conflict.stderr, conflict.stderr
-    assert json.loads(kubectl("get", "configmap", "ssa", "-n", namespace, "-o", "json").stdout)["data"] == {
-        "key": "a"
-    }
+    assert json.loads(kubectl("get", "configmap", "ssa", "-n", namespace, "-o", "json").stdout)["data"] == {"key": "a"}
 
-    kubectl(
-        "apply", "--server-side", "--field-manager=beta", "--force-conflicts", "-f", "-", input=manifest("b")
-    )
-    cm = json.loads(
-        kubectl("get", "configmap", "ssa", "-n", namespace, "-o", "json", "--show-managed-fields").stdout
-    )
+    kubectl("apply", "--server-side", "--field-manager=beta", "--force-conflicts", "-f", "-", input=manifest("b"))
+    cm = json.loads(kubectl("get", "configmap", "ssa", "-n", namespace, "-o", "json", "--show-managed-fields").stdout)
     assert cm["data"] == {"key": "b"}
     owners = {
         entry["manager"]
@@ -272,9 +258,7 @@ def test_server_side_apply_conflict_and_force(kubectl: KubectlRunner, namespace:
 def test_helm_and_kubectl_run(
     helm_bin: str, kubectl_bin: str, kubeconfig: str, kubectl: KubectlRunner, namespace: str, tmp_path: Path
 ) -> None:
-    helm_version = subprocess.run(
-        [helm_bin, "version", "--short"], capture_output=True, text=True, check=True
-    )
+    helm_version = subprocess.run([helm_bin, "version", "--short"], capture_output=True, text=True, check=True)
     assert helm_version.stdout.startswith("v"), helm_version.stdout
     client = subprocess.run([kubectl_bin, "version", "--client"], capture_output=True, text=True, check=True)
     assert "Client Version: v1." in client.stdout
@@ -282,11 +266,7 @@ def test_helm_and_kubectl_run(
     server = json.loads(kubectl("version", "-o", "json").stdout)
     assert server["serverVersion"]["major"] == "1"
     nodes = json.loads(kubectl("get", "nodes", "-o", "json").stdout)["items"]
-    assert any(
-        c["type"] == "Ready" and c["status"] == "True"
-        for n in nodes
-        for c in n["status"].get("conditions", [])
-    )
+    assert any(c["type"] == "Ready" and c["status"] == "True" for n in nodes for c in n["status"].get("conditions", []))
 
     # helm talks to the cluster too: install a one-ConfigMap chart.
     chart = tmp_path / "tiny"
