@@ -8,7 +8,7 @@ from typing import Any, TypeVar
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from server.errors import SearchParseError
+from server.errors import BadRequest, SearchParseError
 from server.http import params
 from server.store import listing, search
 
@@ -26,6 +26,8 @@ async def respond(
     names = params.fields(request, kind=kind)
     try:
         rows, total = await fetch(query)
+    except listing.OrderByError as exc:
+        raise BadRequest(str(exc)) from None
     except search.SearchError as exc:
         raise SearchParseError(str(exc)) from None
     items = [present(r) for r in rows]

@@ -25,6 +25,10 @@ class ListQuery:
     order_by: str = ""
 
 
+class OrderByError(search.SearchError):
+    """A bad ``orderBy`` (upstream answers it as a bad request, code 21, not as a search parse error)."""
+
+
 async def page(
     conn: Conn,
     *,
@@ -35,10 +39,13 @@ async def page(
 ) -> tuple[list[asyncpg.Record], int]:
     """Return one page of rows of ``table`` and the total count matching the search.
 
-    Raises :class:`search.SearchError` for a bad search or orderBy.
+    Raises :class:`search.SearchError` for a bad search, :class:`OrderByError` for a bad orderBy.
     """
     where, params = search.compile_search(query.search, schema=schema)
-    order = search.compile_order_by(query.order_by, schema=schema) or default_order
+    try:
+        order = search.compile_order_by(query.order_by, schema=schema) or default_order
+    except search.SearchError as exc:
+        raise OrderByError(str(exc)) from None
     total = await conn.fetchval(f"SELECT count(*) FROM {table} WHERE {where}", *params)
     if query.size == 0:
         return [], int(total)

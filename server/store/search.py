@@ -324,7 +324,8 @@ class _Compiler:
             json.loads(literal.text)
         except ValueError as e:
             raise _fail(f"invalid JSON in '@>' literal ({e})", literal.pos) from None
-        return f"({left.sql} @> {self._bind(literal.text, 'jsonb')})"
+        # NB: bound as text and cast in SQL: the pool's jsonb codec would encode a str as a JSON string.
+        return f"({left.sql} @> {self._bind(literal.text, 'text')}::jsonb)"
 
     def _bind_literal(self, left: _Operand, literal: _Token) -> str:
         """Convert one literal to the operand's type and bind it; the cast lets asyncpg encode it."""

@@ -226,13 +226,13 @@ def test_first_param_must_be_positive() -> None:
         ),
         pytest.param(
             """payload->'metadata'->'labels'@>'{"a":"b"}'""",
-            "((resources.payload #> $1::text[]) @> $2::jsonb)",
+            "((resources.payload #> $1::text[]) @> $2::text::jsonb)",
             [["metadata", "labels"], '{"a":"b"}'],
             id="containment",
         ),
         pytest.param(
             """labels @> '{"a": "b", "c": "d"}'""",
-            "(resources.labels @> $1::jsonb)",
+            "(resources.labels @> $1::text::jsonb)",
             ['{"a": "b", "c": "d"}'],
             id="containment-root",
         ),
@@ -458,7 +458,7 @@ _SQL_TOKEN = re.compile(
         [
             r"\s+",
             *(re.escape(name) for name in _IDENTIFIERS),
-            r"\$[0-9]+::(?:text\[\]|text|bigint|timestamptz|boolean|jsonb)",
+            r"\$[0-9]+::(?:text\[\]|text::jsonb|text|bigint|timestamptz|boolean)",
             r"#>>|#>|@>|<=|>=|<>|=|<|>",
             r"[(),]",
             r"\b(?:AND|OR|NOT|IN|LIKE|ILIKE|IS|NULL|TRUE)\b",
