@@ -8,7 +8,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -63,13 +62,8 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
             proc.wait()
 
 
-@pytest.fixture
-def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    path = Path(tmp_path_factory.mktemp("maestro-data"))
-    yield path
-
-
-def test_embedded_postgres_keeps_data_across_restarts(data_dir: Path, tmp_path: Path) -> None:
+def test_embedded_postgres_keeps_data_across_restarts(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
     ports = {"http": free_port(), "health": free_port(), "metrics": free_port(), "mqtt": free_port()}
     log = tmp_path / "server.log"
     api = f"http://127.0.0.1:{ports['http']}/api/maestro/v1"
