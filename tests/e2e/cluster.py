@@ -164,10 +164,13 @@ def advertise_flags() -> list[str]:
 
 
 def _set_pdeathsig() -> None:
-    """In the child: get SIGTERM if the parent dies (covers a SIGKILLed test run). Linux only."""
+    """In the child: get SIGKILL if the parent dies (covers a SIGKILLed test run). Linux only.
+
+    SIGKILL, not SIGTERM: an orphaned kube-apiserver whose etcd is gone can hang in graceful shutdown.
+    """
     with contextlib.suppress(OSError, AttributeError):
         libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
 @dataclass
@@ -530,8 +533,8 @@ def _stop_all() -> None:
 
 def _on_signal(signum: int, frame: FrameType | None) -> None:
     _stop_all()
-    # Behave like the default action afterwards: exit with 128 + signum.
-    raise SystemExit(128 + signum)
+    # Unwind like Ctrl-C: pytest then stops the session (running finalizers) instead of reporting an error.
+    raise KeyboardInterrupt(f"signal {signum}")
 
 
 def _register_for_cleanup(plane: ControlPlane) -> None:
@@ -571,6 +574,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     up.add_argument("--keep-run-dir", action="store_true", help="keep logs and etcd data after stopping")
     sub.add_parser("build", help="only run the build script and print the cache directories")
     args = parser.parse_args(argv)
+    # Ctrl-C must stop the cluster even if SIGINT was inherited as ignored (e.g. started with `&` by a script).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
     binaries = build_binaries()
     if args.command == "build":
