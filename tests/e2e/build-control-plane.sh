@@ -43,7 +43,7 @@ now() { date +%s; }
 T_START=$(now)
 
 command -v "$GO" >/dev/null || { log "ERROR: go not found (need Go >= 1.26)"; exit 1; }
-GOVERSION=$("$GO" env GOVERSION)
+GOVERSION=$("$GO" env GOVERSION) || { log "ERROR: '$GO env GOVERSION' failed"; exit 1; }
 
 KEY=$( { cat "$HERE"/k8sbin/go.mod "$HERE"/k8sbin/go.sum "$HERE"/etcdbin/go.mod "$HERE"/etcdbin/go.sum;
          printf '%s\n' "$K8S_VERSION" "$KWOK_VERSION" "$GOVERSION" "$BUILD_REV"; } | sha256sum | cut -c1-12)

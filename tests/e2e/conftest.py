@@ -13,6 +13,7 @@ per-test timeouts) when e2e tests are selected. This file must not import server
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import time
@@ -24,19 +25,29 @@ import pytest
 from kubernetes_asyncio import client as k8s_client
 from kubernetes_asyncio import config as k8s_config
 
-from tests.e2e.cluster import Binaries, ControlPlane, build_binaries
+from tests.e2e.cluster import Binaries, ControlPlane, ControlPlaneError, build_binaries
 
 E2E_DIR = Path(__file__).resolve().parent
 KUBECONFIG_ENV = "MAESTRO_E2E_KUBECONFIG"
 
 _binaries: Binaries | None = None
+_build_error: str | None = None
 
 
 def _get_binaries() -> Binaries:
-    """Build (or find cached) binaries once per session; only helm+kubectl for a user-provided cluster."""
-    global _binaries
+    """Build (or find cached) binaries once per session; only helm+kubectl for a user-provided cluster.
+
+    A failed build fails every e2e test with the build's output (never a silent skip or a fake cluster).
+    """
+    global _binaries, _build_error
+    if _build_error is not None:
+        pytest.fail(_build_error, pytrace=False)
     if _binaries is None:
-        _binaries = build_binaries(tools_only=bool(os.environ.get(KUBECONFIG_ENV)))
+        try:
+            _binaries = build_binaries(tools_only=bool(os.environ.get(KUBECONFIG_ENV)))
+        except ControlPlaneError as exc:
+            _build_error = f"building the e2e control plane failed: {exc}"
+            pytest.fail(_build_error, pytrace=False)
     return _binaries
 
 
@@ -55,7 +66,9 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     if session.config.option.collectonly:
         return
     if any(E2E_DIR in Path(str(item.path)).parents for item in session.items):
-        _get_binaries()
+        # A failure is remembered and reported by the fixtures, not as an internal error here.
+        with contextlib.suppress(pytest.fail.Exception):
+            _get_binaries()
 
 
 @pytest.fixture(scope="session")
