@@ -2,22 +2,25 @@
 
 from __future__ import annotations
 
-from typing import Any
+import re
+from typing import Any, Final
 
 from starlette.requests import Request
 
-from server.errors import BadRequest
+from server.errors import BadRequest, SearchParseError
 from server.store import listing
+
+_INTEGER: Final = re.compile(r"^-?[0-9]{1,20}$")
 
 
 def _int(request: Request, name: str, default: int) -> int:
     raw = request.query_params.get(name)
     if raw is None or raw == "":
         return default
-    try:
-        return int(raw)
-    except ValueError:
-        raise BadRequest(f"{name} must be an integer, got {raw!r}") from None
+    # NB: ASCII digits only; Python's int() would also take ' 7', '1_000' and other scripts' digits.
+    if not _INTEGER.match(raw):
+        raise BadRequest(f"{name} must be an integer, got {raw!r}")
+    return int(raw)
 
 
 def list_query(request: Request) -> listing.ListQuery:
@@ -29,10 +32,13 @@ def list_query(request: Request) -> listing.ListQuery:
         size = listing.MAX_PAGE_SIZE
     if (page - 1) * size > 2**62:
         raise BadRequest("page is too large")
+    search = request.query_params.get("search", "")
+    if "\x00" in search:
+        raise SearchParseError("Failed to parse search query: NUL characters are not allowed")
     return listing.ListQuery(
         page=page,
         size=size,
-        search=request.query_params.get("search", ""),
+        search=search,
         order_by=request.query_params.get("orderBy", ""),
     )
 

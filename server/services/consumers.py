@@ -21,7 +21,10 @@ def _check_create(body: dict[str, Any]) -> tuple[str, str, dict[str, str] | None
     if body.get("id") not in (None, ""):
         problems.add("id must be empty")
     new_id = str(uuid.uuid4())
-    name = body.get("name") or new_id
+    # NB: only a missing or empty name defaults to the id; other falsy values (0, false, []) are type errors.
+    name = body.get("name")
+    if name is None or name == "":
+        name = new_id
     if not v.is_dns1123_label(name):
         problems.add(
             f"name {name!r} is not a valid consumer name: it must be a lowercase RFC 1123 label"
@@ -43,11 +46,18 @@ async def create(db: databases.Database, body: dict[str, Any]) -> ConsumerRow:
         raise Conflict(f"a consumer named {name!r} already exists") from None
 
 
+def _not_found(consumer_id: str) -> NotFound:
+    return NotFound(f"Consumer with id='{consumer_id}' not found")
+
+
 async def get(db: databases.Database, consumer_id: str) -> ConsumerRow:
+    # Ids are UUIDs we minted: anything else (say a NUL, which PostgreSQL text refuses) cannot exist.
+    if not v.is_uuid(consumer_id):
+        raise _not_found(consumer_id)
     async with connection(db) as conn:
         row = await consumers.get(conn, consumer_id)
     if row is None:
-        raise NotFound(f"Consumer with id='{consumer_id}' not found")
+        raise _not_found(consumer_id)
     return row
 
 
@@ -61,14 +71,18 @@ async def patch(db: databases.Database, consumer_id: str, body: dict[str, Any]) 
     v.check_fields(body, {"labels"}, problems)
     labels = v.labels(body.get("labels"), problems)
     problems.raise_if_any()
+    if not v.is_uuid(consumer_id):
+        raise _not_found(consumer_id)
     async with transaction(db) as conn:
         row = await consumers.update_labels(conn, consumer_id, labels or None)
     if row is None:
-        raise NotFound(f"Consumer with id='{consumer_id}' not found")
+        raise _not_found(consumer_id)
     return row
 
 
 async def delete(db: databases.Database, consumer_id: str) -> None:
+    if not v.is_uuid(consumer_id):
+        raise _not_found(consumer_id)
     try:
         async with transaction(db) as conn:
             deleted = await consumers.delete(conn, consumer_id)
@@ -78,4 +92,4 @@ async def delete(db: databases.Database, consumer_id: str) -> None:
             " delete them first (resources being deleted count until their agent confirms)"
         ) from None
     if not deleted:
-        raise NotFound(f"Consumer with id='{consumer_id}' not found")
+        raise _not_found(consumer_id)

@@ -106,10 +106,15 @@ def resource_identifier(manifest: dict[str, Any]) -> dict[str, str]:
 def _identity(body: dict[str, Any], problems: v.Problems, *, kind: str) -> tuple[str, str]:
     if body.get("kind") not in (None, kind):
         problems.add(f"kind must be '{kind}'")
-    rid = body.get("id") or str(uuid.uuid4())
+    # NB: only a missing or empty id/name takes the default; other falsy values (0, false, []) are type errors.
+    rid = body.get("id")
+    if rid is None or rid == "":
+        rid = str(uuid.uuid4())
     if not v.is_uuid(rid):
         problems.add("id must be a UUID")
-    name = body.get("name") or rid
+    name = body.get("name")
+    if name is None or name == "":
+        name = rid
     if not isinstance(name, str) or len(name) > 253 or not v.DNS1123_SUBDOMAIN.match(name):
         problems.add("name must be a lowercase RFC 1123 subdomain of at most 253 characters")
     return str(rid), str(name)
@@ -126,12 +131,12 @@ def _consumer(body: dict[str, Any], problems: v.Problems) -> str:
 def single_spec(body: dict[str, Any], problems: v.Problems, *, consumer_name: str) -> Spec:
     """The spec of a single resource: one manifest, status feedback of its whole ``.status``."""
     manifest = body.get("manifest")
-    v.manifest(manifest, problems, where="manifest")
+    valid = v.manifest(manifest, problems, where="manifest") is not None
     strategy = v.update_strategy(body.get("update_strategy"), problems)
     delete = v.delete_option(body.get("delete_option"), problems)
     if delete.get("propagationPolicy") == "SelectivelyOrphan":
         problems.add("delete_option.propagationPolicy must be Foreground or Orphan for a single resource")
-    if not isinstance(manifest, dict):
+    if not valid or not isinstance(manifest, dict):
         return Spec(consumer_name=consumer_name, manifests=[], delete_option=delete)
     config = {
         "resourceIdentifier": resource_identifier(manifest),
@@ -143,7 +148,9 @@ def single_spec(body: dict[str, Any], problems: v.Problems, *, consumer_name: st
 
 def bundle_spec(body: dict[str, Any], problems: v.Problems, *, consumer_name: str) -> Spec:
     manifests = v.manifests(body.get("manifests"), problems)
-    metadata = body.get("metadata") or {}
+    metadata = body.get("metadata")
+    if metadata is None:
+        metadata = {}
     if not isinstance(metadata, dict):
         problems.add("metadata must be an object")
         metadata = {}
@@ -212,6 +219,8 @@ async def update(
 
     ``version`` 0 skips the concurrency check. Unchanged specs change nothing (no new version, no event).
     """
+    if not _storable(rid):
+        raise NotFound(f"Resource with id='{rid}' not found")
     async with transaction(db) as conn:
         row = await resources.get(conn, rid, lock=True)
         if row is None or (expect_type and row.type != expect_type):
@@ -283,6 +292,8 @@ async def replace_bundle(db: databases.Database, rid: str, body: dict[str, Any])
 
 async def mark_deleting(db: databases.Database, rid: str, *, expect_type: ResourceType | None = None) -> bool:
     """Start the two-phase delete. Returns False when there is no such resource; deleting twice is a no-op."""
+    if not _storable(rid):
+        return False
     async with transaction(db) as conn:
         row = await resources.get(conn, rid, lock=True)
         if row is None or (expect_type and row.type != expect_type):
@@ -295,7 +306,14 @@ async def mark_deleting(db: databases.Database, rid: str, *, expect_type: Resour
         return True
 
 
+def _storable(rid: str) -> bool:
+    """False for an id no row can have: PostgreSQL text refuses NUL (and the query would fail with a 500)."""
+    return "\x00" not in rid
+
+
 async def get(db: databases.Database, rid: str, *, expect_type: ResourceType | None = None) -> ResourceRow:
+    if not _storable(rid):
+        raise NotFound(f"Resource with id='{rid}' not found")
     async with connection(db) as conn:
         row = await resources.get(conn, rid)
     if row is None or (expect_type and row.type != expect_type):
