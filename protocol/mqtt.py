@@ -79,8 +79,7 @@ class Received:
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Connection:
-    """One established and subscribed link; ``generation`` counts links since the adapter started (1 =
-    first)."""
+    """One established and subscribed link; ``generation`` counts successful links (1 = the first)."""
 
     generation: int
     session_present: bool
@@ -217,6 +216,9 @@ class _Link:
     def mark_lost(self) -> None:
         if not self.lost.is_set():
             self.lost.set()
+            if self.broker._link is self:
+                # NB: synchronously, so no publisher sees "ready" on a dead link before the supervisor runs.
+                self.broker._ready.clear()
             for future in self.suback.values():
                 if not future.done():
                     future.set_exception(ConnectError("connection lost while subscribing"))
@@ -289,6 +291,7 @@ class Broker:
         self._listeners: set[asyncio.Queue[Connection | None]] = set()
         self._current: Connection | None = None
         self._generations = itertools.count(1)
+        self._attempts = itertools.count(1)
         self._first: asyncio.Future[Connection] | None = None
         self._supervisor: asyncio.Task[None] | None = None
         self._publish_lock = asyncio.Lock()
@@ -435,6 +438,7 @@ class Broker:
                         raise BrokerClosedError("broker is closed")
                     if link is not self._link or link.lost.is_set() or not self._ready.is_set():
                         self._window.release()
+                        await asyncio.sleep(0)  # NB: never spin without yielding to the supervisor.
                         continue
                     self._send(link, _Pending(topic=topic, message=message, qos=qos, future=future))
                     return future
@@ -556,7 +560,7 @@ class Broker:
     async def _supervise(self) -> None:
         attempt = 0
         while not self._closed:
-            link = _Link(self, next(self._generations))
+            link = _Link(self, next(self._attempts))
             self._link = link
             try:
                 connection = await self._establish(link)
@@ -573,6 +577,9 @@ class Broker:
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(delay):
                         await self._closing.wait()
+                continue
+            if link.lost.is_set():
+                await self._teardown(link)
                 continue
             attempt = 0
             self._current = connection
@@ -616,7 +623,7 @@ class Broker:
             await self._subscribe(link, list(self._filters))
         await self._replay_pending(link)
         return Connection(
-            generation=link.generation,
+            generation=next(self._generations),
             session_present=link.session_present,
             receive_maximum=link.receive_maximum,
             max_packet_size=link.max_packet_size,
