@@ -67,7 +67,8 @@ async def test_round_trip_in_both_modes(mosquitto: MosquittoServer, mqtt_names: 
         assert item.message.content_type == "application/json"
         assert ("ce-resourceversion", "7") in item.message.user_properties
     else:
-        assert item.message.content_type is None and item.message.user_properties == ()
+        assert item.message.content_type is None
+        assert item.message.user_properties == ()
     got = cloudevents_mqtt.decode(item.message)
     assert got.get_attributes() == sent.get_attributes()
     assert got.get_data() == sent.get_data()
@@ -80,7 +81,8 @@ async def test_window_keeps_below_default_receive_maximum(
     topic = topics.source_events(mqtt_names.source, mqtt_names.consumer)
     async with mqtt.Broker(config, client_id=mqtt_names.client_id("sub"), subscriptions=[topic]) as sub:
         connection = publisher.connection
-        assert connection is not None and connection.receive_maximum == 20
+        assert connection is not None
+        assert connection.receive_maximum == 20
         collector = asyncio.create_task(_collect(sub, 5000))
         message = cloudevents_mqtt.to_binary(_event(1, source=mqtt_names.source))
         for _ in range(5000):
@@ -112,7 +114,8 @@ async def test_persistent_session_delivers_what_was_missed(
         await publisher.publish(topic, cloudevents_mqtt.to_binary(_event(n, source=mqtt_names.source)))
     await publisher.drain(timeout=10)
     async with mqtt.Broker(config, client_id=client_id, subscriptions=[topic]) as sub:
-        assert sub.connection is not None and sub.connection.session_present
+        assert sub.connection is not None
+        assert sub.connection.session_present
         received = await _collect(sub, 50)
     assert [_n(item) for item in received] == list(range(50))
 
@@ -150,7 +153,8 @@ async def test_shared_subscription_splits_messages(
         got_a = [_n(x) for x in a._inbox]
         got_b = [_n(x) for x in b._inbox]
     assert sorted(got_a + got_b) == list(range(100))
-    assert got_a and got_b
+    assert got_a
+    assert got_b
 
 
 async def test_connect_refused_then_closed_errors(mosquitto: MosquittoServer, mqtt_names: MQTTNames) -> None:
