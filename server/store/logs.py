@@ -9,8 +9,9 @@ reader never skips a row that commits late. (Ordering by ``id`` alone would: ids
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 import asyncpg
 
@@ -19,6 +20,8 @@ from server.store.db import Conn
 SpecEventType = Literal["Create", "Update", "Delete"]
 StatusEventType = Literal["StatusUpdate", "StatusDelete"]
 Log = Literal["events", "status_events"]
+
+_CURSOR: Final = re.compile(r"([0-9]{1,20})-([0-9]{1,19})")
 
 SPEC_CHANNEL = "events"
 STATUS_CHANNEL = "status_events"
@@ -36,10 +39,12 @@ class Cursor:
 
     @classmethod
     def parse(cls, text: str) -> Cursor:
-        xid, sep, id_ = text.partition("-")
-        if not sep or not xid.isdigit() or not id_.isdigit():
+        """The cursor ``str()`` printed; ValueError for anything else (clients send these back to us)."""
+        match = _CURSOR.fullmatch(text)
+        # NB: ASCII digits only (str.isdigit() takes '²' and other scripts), and within xid8 and bigint.
+        if match is None or int(match[1]) >= 2**64 or int(match[2]) >= 2**63:
             raise ValueError(f"invalid cursor {text!r}: expected '<xid>-<id>' as returned by the server")
-        return cls(int(xid), int(id_))
+        return cls(int(match[1]), int(match[2]))
 
 
 START = Cursor(0, 0)
