@@ -1,0 +1,279 @@
+"""Status ingest: agent CloudEvents from MQTT → ``resources.status`` + ``status_events``, and spec resyncs.
+
+Every message is judged on its own and anything unacceptable is dropped with one log line and a count by
+reason (:data:`server.dispatch.metrics.STATUS_DROPPED`); nothing an agent sends can stop the loop. A status is
+accepted only when
+
+* it arrived on ``sources/<our source>/consumers/<c>/agentevents`` and its ``clustername`` is ``c`` (consumer A's
+  topic cannot speak for consumer B), and its ``originalsource`` is our source id;
+* the resource exists, belongs to ``c``, and ``resourceversion`` equals the stored version;
+* its ``sequenceid`` is newer than the stored one and its status hash differs from the stored one.
+
+An accepted status is written in one transaction under the row lock: ``resources.status`` (``ObservedVersion``,
+``SequenceID``, ``StatusHash``, ``conditions``, ``resourceStatus``) plus a ``StatusUpdate`` event. A
+``Deleted=True`` condition on a deleting resource completes the two-phase delete instead: a ``StatusDelete``
+event carrying the spec, and the row is removed.
+
+A ``spec.resync_request`` (an agent that (re)connected, listing what it has) is answered on the consumer's
+``sourceevents`` topic with the current spec of every resource the agent lacks or has at an older version, a
+delete for every deleting resource, and a delete marker for every id the hub does not know — also when the
+consumer has no resources at all.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import databases
+from cloudevents.core.v1.event import CloudEvent
+
+from protocol import cloudevents_mqtt, payloads, sequence, statushash, topics, types
+from protocol.errors import ProtocolError
+from protocol.mqtt import Received
+from server.dispatch import metrics, wire
+from server.store import logs, resources
+from server.store.db import connection, transaction
+
+log = logging.getLogger(__name__)
+
+STATUS_ACTIONS = frozenset({types.UPDATE_REQUEST, types.RESYNC_RESPONSE})
+
+
+class Drop(Exception):
+    """A message we refuse; ``reason`` is the metric label (a small fixed set)."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class StatusReport:
+    """A decoded, self-consistent status event (not yet checked against the database)."""
+
+    consumer: str
+    resource_id: str
+    version: int
+    sequence_id: str
+    status_hash: str
+    conditions: list[dict[str, Any]]
+    resource_status: list[dict[str, Any]]
+
+    @property
+    def deleted(self) -> bool:
+        return any(c.get("type") == "Deleted" and c.get("status") == "True" for c in self.conditions)
+
+    def stored(self) -> dict[str, Any]:
+        return {
+            "ObservedVersion": self.version,
+            "SequenceID": self.sequence_id,
+            "StatusHash": self.status_hash,
+            "conditions": self.conditions,
+            "resourceStatus": self.resource_status,
+        }
+
+
+class Ingest:
+    """Handles agent events; :meth:`run` consumes a broker's messages until it closes."""
+
+    def __init__(
+        self,
+        database: databases.Database,
+        publisher: wire.Publisher,
+        *,
+        source_id: str,
+        source_events: str,
+        max_message_size: int = cloudevents_mqtt.DEFAULT_MAX_SIZE,
+        publish_timeout: float = 30.0,
+    ) -> None:
+        self.database = database
+        self.publisher = publisher
+        self.source_id = source_id
+        self.source_events = source_events
+        self.max_message_size = max_message_size
+        self.publish_timeout = publish_timeout
+
+    async def run(self, messages: Any) -> None:
+        """Handle every item of the async iterator ``messages`` (e.g. ``Broker.messages()``)."""
+        async for received in messages:
+            await self.handle(received)
+
+    async def handle(self, received: Received) -> str:
+        """Handle one message; returns ``"accepted"``, ``"resynced"`` or the drop reason. Never raises."""
+        try:
+            return await self._handle(received)
+        except Drop as drop:
+            metrics.STATUS_DROPPED.labels(drop.reason).inc()
+            log.info("dropped agent event on %s: %s (%s)", received.topic, drop, drop.reason)
+            return drop.reason
+        except Exception:
+            metrics.STATUS_DROPPED.labels("error").inc()
+            log.exception("failed to handle agent event on %s", received.topic)
+            return "error"
+
+    async def _handle(self, received: Received) -> str:
+        size = cloudevents_mqtt.encoded_size(received.message)
+        if size > self.max_message_size:
+            raise Drop("oversize", f"{size} bytes, over the limit of {self.max_message_size}")
+        try:
+            parts = topics.parse(received.topic)
+        except ProtocolError as exc:
+            raise Drop("bad_topic", str(exc)) from None
+        if parts.kind != topics.AGENT_EVENTS or parts.source != self.source_id:
+            raise Drop("bad_topic", f"not an agent-events topic of source {self.source_id!r}")
+        try:
+            event = cloudevents_mqtt.decode(received.message)
+            kind = types.event_type(event)
+        except ProtocolError as exc:
+            raise Drop("malformed", str(exc)) from None
+        if kind.data_type != types.MANIFESTBUNDLE_DATA_TYPE:
+            raise Drop("unsupported_type", f"data type {kind.data_type!r}")
+        if kind.subresource == types.SPEC and kind.action == types.RESYNC_REQUEST:
+            await self.spec_resync(parts.consumer, event)
+            return "resynced"
+        if kind.subresource == types.STATUS and kind.action in STATUS_ACTIONS:
+            report = self.decode_status(parts.consumer, event)
+            await self.store_status(report)
+            return "accepted"
+        raise Drop("unsupported_type", f"unexpected event type {event.get_type()!r}")
+
+    # --- status ----------------------------------------------------------------------------------------------
+
+    def decode_status(self, consumer: str, event: CloudEvent) -> StatusReport:
+        try:
+            cluster = types.str_extension(event, types.EXT_CLUSTER_NAME)
+            original = types.str_extension(event, types.EXT_ORIGINAL_SOURCE)
+            resource_id = types.str_extension(event, types.EXT_RESOURCE_ID)
+            version = types.int_extension(event, types.EXT_RESOURCE_VERSION)
+            sequence_id = str(sequence.parse(types.str_extension(event, types.EXT_SEQUENCE_ID)))
+            given_hash = types.str_extension(event, types.EXT_STATUS_HASH, default="")
+            data = _data(event)
+        except ProtocolError as exc:
+            raise Drop("malformed", str(exc)) from None
+        if cluster != consumer:
+            raise Drop("consumer_mismatch", f"clustername {cluster!r} on the topic of consumer {consumer!r}")
+        if original != self.source_id:
+            raise Drop("foreign_source", f"originalsource {original!r} is not {self.source_id!r}")
+        conditions = data.get("conditions") or []
+        resource_status = data.get("resourceStatus") or []
+        if not _list_of_objects(conditions) or not _list_of_objects(resource_status):
+            raise Drop("malformed", "conditions and resourceStatus must be lists of objects")
+        status_hash = given_hash or statushash.status_hash(
+            {"conditions": conditions, "resourceStatus": resource_status}
+        )
+        return StatusReport(
+            consumer=consumer,
+            resource_id=resource_id,
+            version=version,
+            sequence_id=sequence_id,
+            status_hash=status_hash,
+            conditions=conditions,
+            resource_status=resource_status,
+        )
+
+    async def store_status(self, report: StatusReport) -> None:
+        async with transaction(self.database) as conn:
+            row = await resources.get(conn, report.resource_id, lock=True)
+            if row is None:
+                raise Drop("unknown_resource", f"resource {report.resource_id} does not exist")
+            if row.consumer_name != report.consumer:
+                raise Drop("wrong_consumer", f"resource {row.id} belongs to another consumer")
+            if report.deleted and row.deleted_at is not None:
+                # NB: the version is not checked here: an update may still have been on its way when the agent
+                # removed everything, and the delete is what the hub asked for.
+                await logs.append_status_event(
+                    conn,
+                    resource_id=row.id,
+                    resource_source=row.source,
+                    resource_type=row.type,
+                    consumer_name=row.consumer_name,
+                    event_type="StatusDelete",
+                    version=row.version,
+                    status=report.stored(),
+                    payload=row.payload,
+                )
+                await resources.hard_delete(conn, row.id)
+                metrics.STATUS_ACCEPTED.labels("delete").inc()
+                log.info("resource %s deleted on consumer %s (version %d)", row.id, row.consumer_name, row.version)
+                return
+            if report.version != row.version:
+                raise Drop("stale_version", f"resource {row.id}: status of version {report.version}, not {row.version}")
+            stored = row.status or {}
+            try:
+                newer = sequence.is_newer(report.sequence_id, stored.get("SequenceID"))
+            except ProtocolError:
+                newer = True  # NB: an unreadable stored id must not wedge the resource forever.
+            if not newer:
+                raise Drop("stale_sequence", f"resource {row.id}: sequence id {report.sequence_id} is not newer")
+            if stored.get("StatusHash") == report.status_hash and stored.get("ObservedVersion") == report.version:
+                raise Drop("unchanged", f"resource {row.id}: status unchanged")
+            status = report.stored()
+            await resources.set_status(conn, row.id, status)
+            await logs.append_status_event(
+                conn,
+                resource_id=row.id,
+                resource_source=row.source,
+                resource_type=row.type,
+                consumer_name=row.consumer_name,
+                event_type="StatusUpdate",
+                version=row.version,
+                status=status,
+            )
+        metrics.STATUS_ACCEPTED.labels("update").inc()
+        log.info("status of resource %s on consumer %s (version %d) stored", row.id, row.consumer_name, row.version)
+
+    # --- spec resync -----------------------------------------------------------------------------------------
+
+    async def spec_resync(self, consumer: str, event: CloudEvent) -> int:
+        """Answer an agent's ``spec.resync_request``; returns how many events were sent."""
+        try:
+            cluster = types.str_extension(event, types.EXT_CLUSTER_NAME)
+            original = types.str_extension(event, types.EXT_ORIGINAL_SOURCE, default="")
+            has = {e["resourceID"]: e["resourceVersion"] for e in payloads.read_spec_resync(event.get_data())}
+        except ProtocolError as exc:
+            raise Drop("malformed", str(exc)) from None
+        if cluster != consumer:
+            raise Drop("consumer_mismatch", f"clustername {cluster!r} on the topic of consumer {consumer!r}")
+        if original not in ("", self.source_id):
+            raise Drop("foreign_source", f"originalsource {original!r} is not {self.source_id!r}")
+        async with connection(self.database) as conn:
+            rows = await resources.for_consumer(conn, consumer)
+        answers: list[CloudEvent] = []
+        known = set()
+        for row in rows:
+            known.add(row.id)
+            if row.deleted_at is not None or row.id not in has or row.version > has[row.id]:
+                answers.append(wire.spec_event(row, source=self.source_id, resync=True))
+        for rid in has:
+            if rid not in known:
+                answers.append(wire.delete_marker(rid, consumer=consumer, source=self.source_id))
+        topic = wire.source_events_topic(self.source_events, source=self.source_id, consumer=consumer)
+        futures = [
+            await self.publisher.publish(topic, wire.encode(e, self.publisher), timeout=self.publish_timeout)
+            for e in answers
+        ]
+        del futures  # NB: not awaited: the agent re-requests a resync on its next reconnect if one is lost.
+        metrics.RESYNC_SENT.labels("spec").inc(len(answers))
+        log.info(
+            "spec resync for consumer %s: agent has %d, hub has %d, sent %d",
+            consumer,
+            len(has),
+            len(rows),
+            len(answers),
+        )
+        return len(answers)
+
+
+def _data(event: CloudEvent) -> dict[str, Any]:
+    data = event.get_data()
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ProtocolError("status data must be a JSON object")
+    return data
+
+
+def _list_of_objects(value: object) -> bool:
+    return isinstance(value, list) and all(isinstance(v, dict) for v in value)

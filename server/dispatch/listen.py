@@ -1,0 +1,68 @@
+"""A dedicated LISTEN connection that owns its reconnects and turns notifications into an ``asyncio.Event``.
+
+Pooled connections are the wrong place for LISTEN (asyncpg warns when one goes back to the pool with a
+listener), so this opens its own. A notification only says "look again": the reader re-reads the table, so a
+lost notification costs latency (until the next poll), never correctness. On every (re)connect the event is set,
+because notifications sent while we were away are gone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from typing import Any
+
+import asyncpg
+
+log = logging.getLogger(__name__)
+
+
+async def listen(
+    dsn: str,
+    channel: str,
+    wake: asyncio.Event,
+    *,
+    ping_interval: float = 10.0,
+    backoff_min: float = 0.5,
+    backoff_max: float = 30.0,
+) -> None:
+    """Run forever (until cancelled): LISTEN on ``channel`` and set ``wake`` on every notification."""
+    attempt = 0
+    while True:
+        conn: asyncpg.Connection | None = None
+        try:
+            conn = await asyncpg.connect(dsn, timeout=10)
+            lost = asyncio.Event()
+
+            def on_notify(*_: Any) -> None:
+                wake.set()
+
+            def on_lost(*_: Any, lost: asyncio.Event = lost) -> None:
+                lost.set()
+
+            conn.add_termination_listener(on_lost)
+            await conn.add_listener(channel, on_notify)
+            log.debug("listening on %r", channel)
+            attempt = 0
+            wake.set()
+            while not lost.is_set():
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(ping_interval):
+                        await lost.wait()
+                if not lost.is_set():
+                    async with asyncio.timeout(ping_interval):
+                        await conn.fetchval("SELECT 1")
+            raise ConnectionError("LISTEN connection closed")
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            attempt += 1
+            delay = min(backoff_max, backoff_min * 2 ** min(attempt, 20)) * (0.5 + random.random() / 2)
+            log.warning("LISTEN %r failed (%r); reconnecting in %.1fs (attempt %d)", channel, exc, delay, attempt)
+            await asyncio.sleep(delay)
+        finally:
+            if conn is not None and not conn.is_closed():
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(conn.close(), 5)

@@ -1,0 +1,19 @@
+"""Prometheus metrics of the transport. Labels never carry resource ids or consumer names (unbounded)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+SPEC_PUBLISHED = Counter("maestro_spec_events_published", "spec CloudEvents published to agents", ["action"])
+SPEC_PUBLISH_ERRORS = Counter(
+    "maestro_spec_publish_errors", "failed spec publishes (each is retried with backoff)", ["reason"]
+)
+SPEC_LATENCY = Histogram(
+    "maestro_spec_write_to_published_seconds",
+    "time from the oldest pending spec event of a resource to the broker's acknowledgement of its publish",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0),
+)
+QUEUED = Gauge("maestro_dispatch_queued_resources", "dirty resources queued in this dispatcher")
+STATUS_ACCEPTED = Counter("maestro_status_accepted", "agent status events stored", ["kind"])
+STATUS_DROPPED = Counter("maestro_status_dropped", "agent events dropped by the status ingest", ["reason"])
+RESYNC_SENT = Counter("maestro_resync_events_sent", "resync events sent to agents", ["kind"])

@@ -1,0 +1,329 @@
+"""The outbox publisher: pending spec events → the current state of each dirty resource → MQTT.
+
+How it runs (one lifespan-owned :meth:`Dispatcher.run`):
+
+* A LISTEN task sets ``wake`` on every NOTIFY on ``events``; a sweep task waits for ``wake`` or
+  ``poll_interval``, reads the pending events grouped per resource (:func:`server.store.outbox.pending`, capped
+  per consumer) and queues the resources that are neither queued nor in flight. An event that arrives for a
+  queued resource joins it (the state is read at publish time, so it is covered); one for a resource in flight
+  stays pending and is picked up by the sweep that follows the flight.
+* Work is queued **per consumer** and ``concurrency`` workers serve the consumers round robin, at most one batch
+  per consumer at a time, so thousands of deletes on one consumer delay another consumer's create by one batch
+  at most.
+* A batch reads the rows *after* the events were read, publishes each row's current state (a deleting row only
+  ever as a delete), waits for the broker's acknowledgements, and marks exactly the events it read as
+  reconciled. Failed publishes go back to their consumer's queue with per-resource exponential backoff; they
+  never hold up anything else.
+
+At-least-once: a crash between the publish and the marking publishes again; agents drop duplicates by version.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import dataclasses
+import logging
+import random
+import time
+from datetime import UTC, datetime
+
+import databases
+
+from protocol import types
+from protocol.errors import BrokerError, MaestroProtocolException
+from server.dispatch import listen, metrics, wire
+from server.store import logs, outbox, resources
+from server.store.db import connection, transaction
+from server.store.rows import ResourceRow
+
+log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass
+class _Item:
+    resource_id: str
+    event_ids: set[int]
+    first_written: datetime
+    attempts: int = 0
+    not_before: float = 0.0
+
+
+@dataclasses.dataclass
+class _Consumer:
+    name: str
+    items: dict[str, _Item] = dataclasses.field(default_factory=dict)
+    busy: bool = False
+    saturated: bool = False
+    """The last sweep hit the per-consumer cap: sweep again once this queue runs dry."""
+
+
+@dataclasses.dataclass(frozen=True)
+class _Outcome:
+    item: _Item
+    ok: bool
+    action: str = ""
+    reason: str = ""
+
+
+class Dispatcher:
+    """Publishes spec events; see the module docstring. ``run()`` until cancelled."""
+
+    def __init__(
+        self,
+        database: databases.Database,
+        publisher: wire.Publisher,
+        *,
+        dsn: str | None,
+        source_id: str,
+        source_events: str,
+        poll_interval: float = 5.0,
+        concurrency: int = 4,
+        batch_size: int = 100,
+        per_consumer_scan: int = 500,
+        publish_timeout: float = 30.0,
+        backoff_min: float = 0.5,
+        backoff_max: float = 30.0,
+    ) -> None:
+        self.database = database
+        self.publisher = publisher
+        self.dsn = dsn
+        self.source_id = source_id
+        self.source_events = source_events
+        self.poll_interval = poll_interval
+        self.concurrency = max(1, concurrency)
+        self.batch_size = max(1, batch_size)
+        self.per_consumer_scan = max(1, per_consumer_scan)
+        self.publish_timeout = publish_timeout
+        self.backoff_min = backoff_min
+        self.backoff_max = backoff_max
+        self.wake = asyncio.Event()
+        self._work = asyncio.Event()
+        self._consumers: dict[str, _Consumer] = {}
+        self._order: collections.deque[str] = collections.deque()
+        self._inflight: set[str] = set()
+        self._rescan = False
+        self.sweeps = 0
+
+    # --- lifecycle -------------------------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Sweep, publish and (with a DSN) LISTEN until cancelled."""
+        async with asyncio.TaskGroup() as group:
+            if self.dsn:
+                group.create_task(listen.listen(self.dsn, logs.SPEC_CHANNEL, self.wake), name="dispatch:listen")
+            group.create_task(self._sweeper(), name="dispatch:sweep")
+            for n in range(self.concurrency):
+                group.create_task(self._worker(), name=f"dispatch:worker-{n}")
+
+    # --- sweeping --------------------------------------------------------------------------------------------
+
+    async def _sweeper(self) -> None:
+        failures = 0
+        while True:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.poll_interval):
+                    await self.wake.wait()
+            self.wake.clear()
+            try:
+                await self.sweep()
+                failures = 0
+            except Exception as exc:
+                failures += 1
+                delay = self._delay(failures)
+                log.warning("dispatch sweep failed (%r); retrying in %.1fs", exc, delay)
+                await asyncio.sleep(delay)
+                self.wake.set()
+
+    async def sweep(self) -> int:
+        """Read pending work into the queues; returns how many resources were newly queued."""
+        async with connection(self.database) as conn:
+            dirty = await outbox.pending(conn, per_consumer=self.per_consumer_scan)
+        self.sweeps += 1
+        self._rescan = False
+        added = 0
+        counts: collections.Counter[str] = collections.Counter()
+        for d in dirty:
+            counts[d.consumer_name] += 1
+            if d.resource_id in self._inflight:
+                self._rescan = True
+                continue
+            queue = self._consumers.get(d.consumer_name)
+            if queue is None:
+                queue = self._consumers[d.consumer_name] = _Consumer(d.consumer_name)
+                self._order.append(d.consumer_name)
+            item = queue.items.get(d.resource_id)
+            if item is None:
+                queue.items[d.resource_id] = _Item(d.resource_id, set(d.event_ids), d.first_written)
+                added += 1
+            else:
+                item.event_ids.update(d.event_ids)
+        for name, queue in self._consumers.items():
+            queue.saturated = counts[name] >= self.per_consumer_scan
+        self._update_gauge()
+        if added:
+            self._work.set()
+        return added
+
+    # --- working ---------------------------------------------------------------------------------------------
+
+    def _take(self) -> tuple[_Consumer, list[_Item]] | None:
+        """The next consumer (round robin) with ready items that no other worker serves, and its batch."""
+        now = time.monotonic()
+        for _ in range(len(self._order)):
+            name = self._order[0]
+            self._order.rotate(-1)
+            queue = self._consumers[name]
+            if queue.busy:
+                continue
+            batch = []
+            for item in queue.items.values():
+                if item.not_before <= now:
+                    batch.append(item)
+                    if len(batch) >= self.batch_size:
+                        break
+            if not batch:
+                continue
+            for item in batch:
+                del queue.items[item.resource_id]
+                self._inflight.add(item.resource_id)
+            queue.busy = True
+            return queue, batch
+        return None
+
+    def _next_due(self) -> float | None:
+        due = [i.not_before for q in self._consumers.values() if not q.busy for i in q.items.values()]
+        return max(0.0, min(due) - time.monotonic()) if due else None
+
+    async def _worker(self) -> None:
+        while True:
+            taken = self._take()
+            if taken is None:
+                self._work.clear()
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(self._next_due()):
+                        await self._work.wait()
+                continue
+            queue, batch = taken
+            try:
+                outcomes = await self._publish_batch(queue.name, batch)
+            except Exception as exc:
+                log.warning("dispatch batch for consumer %s failed: %r", queue.name, exc)
+                outcomes = [_Outcome(item, ok=False, reason="internal") for item in batch]
+            finally:
+                queue.busy = False
+                for item in batch:
+                    self._inflight.discard(item.resource_id)
+            for outcome in outcomes:
+                if not outcome.ok:
+                    self._retry(queue, outcome)
+            if self._rescan or (queue.saturated and not queue.items):
+                self.wake.set()
+            self._update_gauge()
+            self._work.set()  # NB: this consumer is free again; an idle worker may take its next batch.
+
+    def _retry(self, queue: _Consumer, outcome: _Outcome) -> None:
+        item = outcome.item
+        item.attempts += 1
+        delay = self._delay(item.attempts)
+        item.not_before = time.monotonic() + delay
+        metrics.SPEC_PUBLISH_ERRORS.labels(outcome.reason or "publish").inc()
+        log.warning(
+            "publishing resource %s to consumer %s failed (%s, attempt %d); retrying in %.1fs",
+            item.resource_id,
+            queue.name,
+            outcome.reason,
+            item.attempts,
+            delay,
+        )
+        existing = queue.items.get(item.resource_id)
+        if existing is not None:  # NB: a sweep re-queued it meanwhile; keep one item with all event ids.
+            existing.event_ids.update(item.event_ids)
+            existing.attempts, existing.not_before = item.attempts, item.not_before
+        else:
+            queue.items[item.resource_id] = item
+
+    def _delay(self, attempt: int) -> float:
+        base: float = min(self.backoff_max, self.backoff_min * 2.0 ** min(attempt - 1, 30))
+        return base * (0.5 + random.random() / 2)
+
+    async def _publish_batch(self, consumer: str, batch: list[_Item]) -> list[_Outcome]:
+        async with connection(self.database) as conn:
+            rows = {r.id: r for r in await resources.get_many(conn, [i.resource_id for i in batch])}
+        topic = wire.source_events_topic(self.source_events, source=self.source_id, consumer=consumer)
+        sent: list[tuple[_Item, str, asyncio.Future[None] | None]] = []
+        outcomes: list[_Outcome] = []
+        broken: str | None = None
+        for item in batch:
+            row = rows.get(item.resource_id)
+            if row is None:
+                # NB: already hard-deleted (its delete completed): there is nothing left to publish.
+                sent.append((item, "none", None))
+                continue
+            if broken is not None:
+                outcomes.append(_Outcome(item, ok=False, reason=broken))
+                continue
+            try:
+                future = await self._publish_row(topic, row)
+            except BrokerError as exc:
+                # NB: the broker is unreachable for everyone; don't wait out the timeout once per item.
+                broken = type(exc).__name__
+                outcomes.append(_Outcome(item, ok=False, reason=broken))
+                continue
+            except (MaestroProtocolException, ValueError) as exc:
+                outcomes.append(_Outcome(item, ok=False, reason=type(exc).__name__))
+                continue
+            sent.append((item, _action(row), future))
+        done: list[tuple[_Item, str]] = []
+        for item, action, pending in sent:
+            if pending is None:
+                done.append((item, action))
+                continue
+            try:
+                async with asyncio.timeout(self.publish_timeout):
+                    await asyncio.shield(pending)
+            except (TimeoutError, asyncio.CancelledError) as exc:
+                if not pending.done() and isinstance(exc, asyncio.CancelledError):
+                    raise
+                outcomes.append(_Outcome(item, ok=False, reason="ack_timeout"))
+                continue
+            done.append((item, action))
+        if done:
+            async with transaction(self.database) as conn:
+                await outbox.mark_reconciled(conn, [e for item, _ in done for e in item.event_ids])
+            now = datetime.now(UTC)
+            for item, action in done:
+                outcomes.append(_Outcome(item, ok=True, action=action))
+                if action == "none":
+                    continue
+                metrics.SPEC_PUBLISHED.labels(action).inc()
+                metrics.SPEC_LATENCY.observe(max(0.0, (now - item.first_written).total_seconds()))
+                log.debug(
+                    "published %s of resource %s (version %d) to consumer %s",
+                    action,
+                    item.resource_id,
+                    rows[item.resource_id].version,
+                    consumer,
+                )
+        return outcomes
+
+    async def _publish_row(self, topic: str, row: ResourceRow) -> asyncio.Future[None]:
+        message = wire.encode(wire.spec_event(row, source=self.source_id), self.publisher)
+        future: asyncio.Future[None] = await self.publisher.publish(topic, message, timeout=self.publish_timeout)
+        return future
+
+    def _update_gauge(self) -> None:
+        metrics.QUEUED.set(sum(len(q.items) for q in self._consumers.values()) + len(self._inflight))
+
+    # --- introspection (tests, health) -----------------------------------------------------------------------
+
+    @property
+    def queued(self) -> int:
+        return sum(len(q.items) for q in self._consumers.values())
+
+
+def _action(row: ResourceRow) -> str:
+    if row.deleted_at is not None:
+        return types.DELETE_REQUEST
+    return types.CREATE_REQUEST if row.version == 1 else types.UPDATE_REQUEST

@@ -1,0 +1,90 @@
+"""Resource rows to spec CloudEvents, as agents expect them (``reference/maestro.md`` §3).
+
+A live row becomes ``spec.create_request`` (version 1) or ``spec.update_request``; a row with ``deleted_at``
+becomes ``spec.delete_request`` carrying ``deletiontimestamp`` and is never sent as a create or update. The data
+is the stored ManifestBundle; the ``metadata`` extension is the stored object metadata as a JSON string whose
+``name`` is the resource id (upstream rewrites it the same way before publishing).
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from cloudevents.core.v1.event import CloudEvent
+
+from protocol import cloudevents_mqtt, events, topics, types
+from protocol.cloudevents_mqtt import MQTTMessage
+from server.store.rows import ResourceRow
+
+
+class Publisher(Protocol):
+    """The part of :class:`protocol.mqtt.Broker` the dispatcher needs (a seam for tests)."""
+
+    @property
+    def binary_mode(self) -> bool: ...
+
+    async def publish(
+        self, topic: str, message: MQTTMessage, *, qos: int | None = None, timeout: float | None = None
+    ) -> Any: ...
+
+
+def bundle(row: ResourceRow) -> dict[str, Any]:
+    data = row.payload.get("data") or {}
+    return {
+        "manifests": data.get("manifests") or [],
+        "deleteOption": data.get("deleteOption") or {},
+        "manifestConfigs": data.get("manifestConfigs") or [],
+    }
+
+
+def metadata(row: ResourceRow) -> str:
+    meta = dict(row.payload.get("metadata") or {})
+    meta["name"] = row.id
+    return json.dumps(meta, separators=(",", ":"), sort_keys=True)
+
+
+def spec_event(row: ResourceRow, *, source: str, resync: bool = False) -> CloudEvent:
+    """The event that brings an agent to this row's current state."""
+    if row.deleted_at is not None:
+        action = types.RESYNC_RESPONSE if resync else types.DELETE_REQUEST
+        deleted: datetime | None = row.deleted_at
+    else:
+        action = types.RESYNC_RESPONSE if resync else types.CREATE_REQUEST if row.version == 1 else types.UPDATE_REQUEST
+        deleted = None
+    return events.make_event(
+        type=types.manifestbundle_type("spec", action),
+        source=source,
+        data=bundle(row),
+        extensions={
+            types.EXT_RESOURCE_ID: row.id,
+            types.EXT_RESOURCE_VERSION: row.version,
+            types.EXT_CLUSTER_NAME: row.consumer_name,
+            types.EXT_METADATA: metadata(row),
+            types.EXT_DELETION_TIMESTAMP: deleted,
+        },
+    )
+
+
+def delete_marker(resource_id: str, *, consumer: str, source: str) -> CloudEvent:
+    """A resync answer for a resource the agent has but the hub does not: remove it."""
+    return events.make_event(
+        type=types.manifestbundle_type("spec", types.RESYNC_RESPONSE),
+        source=source,
+        data=None,
+        extensions={
+            types.EXT_RESOURCE_ID: resource_id,
+            types.EXT_CLUSTER_NAME: consumer,
+            types.EXT_DELETION_TIMESTAMP: datetime.now(UTC),
+        },
+    )
+
+
+def encode(event: CloudEvent, publisher: Publisher) -> MQTTMessage:
+    return cloudevents_mqtt.encode(event, binary=publisher.binary_mode)
+
+
+def source_events_topic(pattern: str, *, source: str, consumer: str) -> str:
+    """The concrete topic for ``consumer`` from the configured ``topics.sourceEvents`` pattern."""
+    return topics.fill(pattern, source=source, consumer=consumer)

@@ -1,0 +1,72 @@
+"""The spec-event outbox as the dispatcher reads it: pending work grouped per resource, and marking it done.
+
+An ``events`` row is pending while ``reconciled_date`` is NULL. The dispatcher publishes the *current* state of
+each dirty resource, so several pending events of one resource become one message. It marks exactly the rows it
+read as reconciled (by id, never "everything up to id N"): an event committed after the read, even one holding a
+lower id, stays pending and is published on the next sweep.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from dataclasses import dataclass
+from datetime import datetime
+
+from server.store.db import Conn
+
+
+@dataclass(frozen=True)
+class Dirty:
+    """One resource with pending spec events."""
+
+    resource_id: str
+    consumer_name: str
+    event_ids: tuple[int, ...]
+    first_written: datetime
+    """When the oldest pending event was written (for the write→published latency)."""
+
+
+async def pending(conn: Conn, *, per_consumer: int = 500) -> list[Dirty]:
+    """Dirty resources, at most ``per_consumer`` of each consumer, oldest first within a consumer.
+
+    The per-consumer cap keeps one consumer's storm from filling the page: every consumer with pending work
+    appears in every sweep.
+    """
+    rows = await conn.fetch(
+        "SELECT source_id, consumer_name, ids, first_written FROM ("
+        " SELECT source_id, consumer_name, array_agg(id ORDER BY id) AS ids, min(created_at) AS first_written,"
+        "  row_number() OVER (PARTITION BY consumer_name ORDER BY min(id)) AS rank"
+        " FROM events WHERE reconciled_date IS NULL GROUP BY source_id, consumer_name) AS d"
+        " WHERE rank <= $1 ORDER BY consumer_name, rank",
+        per_consumer,
+    )
+    return [
+        Dirty(
+            resource_id=r["source_id"],
+            consumer_name=r["consumer_name"],
+            event_ids=tuple(r["ids"]),
+            first_written=r["first_written"],
+        )
+        for r in rows
+    ]
+
+
+async def mark_reconciled(conn: Conn, event_ids: Collection[int]) -> int:
+    """Mark exactly these events reconciled; returns how many were still pending."""
+    if not event_ids:
+        return 0
+    done = await conn.fetchval(
+        "WITH u AS (UPDATE events SET reconciled_date = now() WHERE id = ANY($1::bigint[])"
+        " AND reconciled_date IS NULL RETURNING 1) SELECT count(*) FROM u",
+        list(event_ids),
+    )
+    return int(done)
+
+
+async def pending_count(conn: Conn, *, consumer_name: str | None = None) -> int:
+    return int(
+        await conn.fetchval(
+            "SELECT count(*) FROM events WHERE reconciled_date IS NULL AND ($1::text IS NULL OR consumer_name = $1)",
+            consumer_name,
+        )
+    )
