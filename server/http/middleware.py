@@ -10,6 +10,7 @@ from typing import Any
 from prometheus_client import Counter, Histogram
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.responses import JSONResponse
+from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from server.http import auth
@@ -71,8 +72,10 @@ class Metrics:
         try:
             await self.app(scope, receive, record)
         finally:
+            # NB: only a matched Route names a template; a Mount alone (a path under it that matched nothing)
+            # would read as its prefix twice, and raw paths would make the label set unbounded.
             route: Any = scope.get("route")
-            template = scope.get("root_path", "") + route.path if route is not None else "unmatched"
+            template = scope.get("root_path", "") + route.path if isinstance(route, Route) else "unmatched"
             labels = (scope["method"], template, str(status[0]))
             REQUESTS.labels(*labels).inc()
             LATENCY.labels(*labels).observe(time.perf_counter() - start)
