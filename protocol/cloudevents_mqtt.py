@@ -25,10 +25,9 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, Final
 
-from cloudevents.core.exceptions import BaseCloudEventException
 from cloudevents.core.v1.event import CloudEvent
 
-from protocol import types
+from protocol import events, types
 from protocol.errors import PayloadTooLargeError, ProtocolError
 
 CE_PREFIX: Final = "ce-"
@@ -38,7 +37,6 @@ DEFAULT_MAX_SIZE: Final = 512 * 1024
 
 _ATTR_NAME = re.compile(r"^[a-z0-9]+$")
 _JSON_TYPE = re.compile(r"^(application|text)/([a-zA-Z0-9\-.]+\+)?json(\s*;.*)?$")
-_REQUIRED: Final = ("id", "source", "type")
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -88,7 +86,7 @@ def from_binary(message: MQTTMessage) -> CloudEvent:
     content_type = message.content_type or attributes.get("datacontenttype")
     if content_type:
         attributes["datacontenttype"] = content_type
-    return _build(attributes, _read_data(message.payload, content_type))
+    return events.from_attributes(attributes, _read_data(message.payload, content_type))
 
 
 def to_structured(event: CloudEvent) -> MQTTMessage:
@@ -127,7 +125,7 @@ def from_structured(message: MQTTMessage) -> CloudEvent:
             raise ProtocolError("data_base64 is not valid base64") from None
     if data is not None and not isinstance(data, dict | str | bytes):
         raise ProtocolError(f"event data must be a JSON object, got {type(data).__name__}")
-    return _build(attributes, data)
+    return events.from_attributes(attributes, data)
 
 
 def is_structured(message: MQTTMessage) -> bool:
@@ -220,32 +218,3 @@ def _load_json(payload: bytes) -> Any:
         raise ProtocolError("payload is not valid UTF-8") from None
     except (ValueError, RecursionError) as exc:
         raise ProtocolError(f"payload is not valid JSON: {exc}") from None
-
-
-def _build(attributes: dict[str, Any], data: dict[str, Any] | str | bytes | None) -> CloudEvent:
-    """Check and restore attribute types, then build the event; all failures become :class:`ProtocolError`."""
-    specversion = attributes.get("specversion")
-    if specversion != types.SPECVERSION:
-        raise ProtocolError(f"unsupported or missing specversion {specversion!r}")
-    for name in _REQUIRED:
-        value = attributes.get(name)
-        if not isinstance(value, str) or not value:
-            raise ProtocolError(f"missing or empty required attribute {name!r}")
-    if attributes["type"] != types.HEARTBEAT_TYPE:
-        types.EventType.parse(attributes["type"])
-    for name in list(attributes):
-        if not isinstance(name, str) or not _ATTR_NAME.match(name):
-            raise ProtocolError(f"invalid attribute name {name!r}")
-        value = attributes[name]
-        if value is None:
-            del attributes[name]
-        elif name == "time" or name in types.TIMESTAMP_EXTENSIONS:
-            attributes[name] = types.parse_timestamp(name, value)
-        elif name in types.INTEGER_EXTENSIONS:
-            attributes[name] = types.parse_int(name, value)
-        elif not isinstance(value, str | int | bool):
-            raise ProtocolError(f"attribute {name!r} must be a scalar, got {type(value).__name__}")
-    try:
-        return CloudEvent(attributes, data)
-    except (BaseCloudEventException, TypeError, ValueError) as exc:
-        raise ProtocolError(f"invalid CloudEvent: {exc}") from None

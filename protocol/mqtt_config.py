@@ -135,9 +135,7 @@ def from_mapping(data: object, *, base_dir: Path | None = None) -> MQTTConfig:
     unknown = sorted(str(k) for k in data if k not in _KEYS)
     if unknown:
         raise ConfigError(unknown[0], "unknown key")
-    host, port = _host_port(
-        data.get("brokerHost"), tls=bool(data.get("caFile") or data.get("clientCertFile"))
-    )
+    host, port = _host_port(data.get("brokerHost"), tls=bool(data.get("caFile") or data.get("clientCertFile")))
     cert = _path(data, "clientCertFile", base_dir)
     key = _path(data, "clientKeyFile", base_dir)
     if (cert is None) != (key is None):
@@ -234,18 +232,14 @@ def _path(data: Mapping[str, Any], key: str, base_dir: Path | None) -> Path | No
     return path
 
 
-def _int(
-    data: Mapping[str, Any], key: str, default: int, *, minimum: int = 0, maximum: int | None = None
-) -> int:
+def _int(data: Mapping[str, Any], key: str, default: int, *, minimum: int = 0, maximum: int | None = None) -> int:
     value = data.get(key, default)
     if isinstance(value, str) and value.strip().isdigit():
         value = int(value)
     if isinstance(value, bool) or not isinstance(value, int):
         raise ConfigError(key, f"must be an integer, got {value!r}")
     if value < minimum or (maximum is not None and value > maximum):
-        raise ConfigError(
-            key, f"must be within {minimum}..{maximum if maximum is not None else '∞'}, got {value}"
-        )
+        raise ConfigError(key, f"must be within {minimum}..{maximum if maximum is not None else '∞'}, got {value}")
     return value
 
 
