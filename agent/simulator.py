@@ -1,0 +1,423 @@
+"""A simulated agent: speaks the agent side of the protocol with no Kubernetes behind it.
+
+For tests, demos and benchmarks of the hub. It keeps works in memory and answers as upstream's work agent
+does:
+
+* on every (re)connect, a ``spec.resync_request`` listing its ``(resourceID, resourceVersion)`` pairs, with
+  ``originalsource`` ``""`` ("all sources");
+* a spec create/update/resync_response is applied idempotently by ``(resourceid, resourceversion)``: events
+  for another cluster are ignored, older versions dropped, a repeat re-sends the current status (the hub
+  re-publishes what it has no status for, so a lost status must be repairable by a repeat);
+* each applied work gets a ``status.update_request`` with a ``ManifestBundleStatus`` (Applied/Available, per
+  manifest conditions and status feedback), a fresh ``sequenceid`` and the ``statushash``; a configurable
+  failure rate reports ``Applied=False`` instead;
+* a delete (``delete_request``, or any spec event carrying ``deletiontimestamp``) reports ``Deleted=True``
+  (reason ``ManifestsDeleted``) and forgets the work;
+* a ``status.resync_request`` is answered with ``status.resync_response`` for the works of that source
+  whose hash differs from the listed one (an empty list means all of them; works the source does not list
+  are left alone).
+
+The protocol package is the only dependency, so the simulator runs anywhere a broker is reachable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import dataclasses
+import json
+import logging
+import random
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from cloudevents.core.v1.event import CloudEvent
+
+from protocol import cloudevents_mqtt, events, mqtt, mqtt_config, payloads, resync, sequence, statushash, topics, types
+from protocol.errors import MaestroProtocolException, ProtocolError
+
+logger = logging.getLogger(__name__)
+
+ALL_SOURCES = ""
+
+
+@dataclasses.dataclass
+class Work:
+    """What the simulator holds for one resource bundle."""
+
+    resource_id: str
+    version: int
+    source: str
+    bundle: dict[str, Any]
+    metadata: str | None
+    status: payloads.ManifestBundleStatus
+    status_hash: str
+
+
+@dataclasses.dataclass
+class Counters:
+    """Event counts, for assertions and benchmark output."""
+
+    received: int = 0
+    applied: int = 0
+    failed: int = 0
+    duplicates: int = 0
+    stale: int = 0
+    other_cluster: int = 0
+    deleted: int = 0
+    malformed: int = 0
+    status_sent: int = 0
+    spec_resyncs_sent: int = 0
+    status_resyncs_answered: int = 0
+
+
+class SimulatedAgent:
+    """An in-memory agent for one consumer; ``async with SimulatedAgent(...)`` runs it in the background."""
+
+    def __init__(
+        self,
+        *,
+        consumer: str,
+        config: mqtt_config.MQTTConfig,
+        source: str = "maestro",
+        client_id: str | None = None,
+        delay: float = 0.0,
+        failure_rate: float = 0.0,
+        seed: int | None = None,
+        broker_options: dict[str, Any] | None = None,
+    ) -> None:
+        self.consumer = consumer
+        self.source = source
+        self.agent_id = f"{consumer}-work-agent"
+        self.config = config
+        self.delay = delay
+        self.failure_rate = failure_rate
+        self.works: dict[str, Work] = {}
+        self.counters = Counters()
+        self.sent: list[CloudEvent] = []
+        self._random = random.Random(seed)
+        self._sequence = sequence.SequenceGenerator()
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._changed = asyncio.Event()
+        self._subscription = topics.fill(config.topics.source_events, consumer=consumer)
+        self.broker = mqtt.Broker(
+            config,
+            client_id=client_id or f"{self.agent_id}-client",
+            subscriptions=[self._subscription],
+            **(broker_options or {}),
+        )
+        self._runner: asyncio.Task[None] | None = None
+
+    # --- lifecycle
+    # -------------------------------------------------------------------------------------------
+
+    async def __aenter__(self) -> SimulatedAgent:
+        await self.broker.start()
+        self._runner = asyncio.create_task(self._run_loops(), name=f"simulator:{self.consumer}")
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        if self._runner is not None:
+            self._runner.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._runner
+            self._runner = None
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.broker.close()
+
+    async def run(self) -> None:
+        """Run until cancelled (the ``main()`` entry point)."""
+        async with self:
+            assert self._runner is not None
+            await self._runner
+
+    async def wait_until(self, predicate: Callable[[], bool], *, timeout: float = 10.0) -> None:
+        """Wait until ``predicate()`` holds; re-checked after every handled event."""
+        async with asyncio.timeout(timeout):
+            while not predicate():
+                self._changed.clear()
+                await self._changed.wait()
+
+    # --- loops
+    # -----------------------------------------------------------------------------------------------
+
+    async def _run_loops(self) -> None:
+        async with asyncio.TaskGroup() as group:
+            group.create_task(self._resync_on_connect(), name=f"simulator-resync:{self.consumer}")
+            group.create_task(self._receive(), name=f"simulator-receive:{self.consumer}")
+
+    async def _resync_on_connect(self) -> None:
+        async for _ in self.broker.connections():
+            await self.send_spec_resync()
+
+    async def _receive(self) -> None:
+        async for item in self.broker.messages():
+            self.counters.received += 1
+            try:
+                event = cloudevents_mqtt.decode(item.message)
+                event_type = types.event_type(event)
+            except ProtocolError as exc:
+                self.counters.malformed += 1
+                logger.warning("simulator %s: dropped malformed message on %s: %s", self.consumer, item.topic, exc)
+                self._notify()
+                continue
+            if event_type.subresource == types.SPEC:
+                rid = event.get_extension(types.EXT_RESOURCE_ID)
+                lock = self._locks.setdefault(str(rid), asyncio.Lock())
+                if self.delay > 0:
+                    # NB: one task per event so a slow apply does not stall other works; the per-work lock
+                    # keeps each work's events in order.
+                    task = asyncio.create_task(self._locked(lock, event), name=f"simulator-apply:{rid}")
+                    self._tasks.add(task)
+                    task.add_done_callback(self._tasks.discard)
+                else:
+                    await self._locked(lock, event)
+            elif event_type.action == types.RESYNC_REQUEST:
+                await self._guard(self._answer_status_resync(event))
+            self._notify()
+
+    async def _locked(self, lock: asyncio.Lock, event: CloudEvent) -> None:
+        async with lock:
+            await self._guard(self._handle_spec(event))
+        self._notify()
+
+    async def _guard(self, work: Any) -> None:
+        try:
+            await work
+        except MaestroProtocolException as exc:
+            self.counters.malformed += 1
+            logger.warning("simulator %s: cannot handle event: %s", self.consumer, exc)
+
+    def _notify(self) -> None:
+        self._changed.set()
+
+    # --- spec side
+    # -------------------------------------------------------------------------------------------
+
+    async def _handle_spec(self, event: CloudEvent) -> None:
+        if types.str_extension(event, types.EXT_CLUSTER_NAME, default="") != self.consumer:
+            self.counters.other_cluster += 1
+            return
+        resource_id = types.str_extension(event, types.EXT_RESOURCE_ID)
+        version = types.int_extension(event, types.EXT_RESOURCE_VERSION, default=0)
+        deleting = types.timestamp_extension(event, types.EXT_DELETION_TIMESTAMP) is not None
+        if deleting or types.event_type(event).action == types.DELETE_REQUEST:
+            await self._delete(event, resource_id, version)
+            return
+        known = self.works.get(resource_id)
+        if known is not None and version and version < known.version:
+            self.counters.stale += 1
+            return
+        if known is not None and version == known.version:
+            self.counters.duplicates += 1
+            await self._send_status(known, action=types.UPDATE_REQUEST)
+            return
+        bundle = events.data_object(event)
+        if self.delay > 0:
+            await asyncio.sleep(self.delay)
+        failed = self.failure_rate > 0 and self._random.random() < self.failure_rate
+        status = _status(bundle, version=version, failed=failed)
+        work = Work(
+            resource_id=resource_id,
+            version=version,
+            source=event.get_source(),
+            bundle=bundle,
+            metadata=_metadata(event),
+            status=status,
+            status_hash=statushash.status_hash(status),
+        )
+        self.works[resource_id] = work
+        if failed:
+            self.counters.failed += 1
+        else:
+            self.counters.applied += 1
+        await self._send_status(work, action=types.UPDATE_REQUEST)
+
+    async def _delete(self, event: CloudEvent, resource_id: str, version: int) -> None:
+        known = self.works.pop(resource_id, None)
+        now = _now()
+        status = payloads.ManifestBundleStatus(
+            conditions=[_condition("Deleted", "True", "ManifestsDeleted", "The manifests are deleted", version, now)],
+            resourceStatus=[],
+        )
+        gone = Work(
+            resource_id=resource_id,
+            version=known.version if known is not None else version,
+            source=known.source if known is not None else event.get_source(),
+            bundle={},
+            metadata=known.metadata if known is not None else _metadata(event),
+            status=status,
+            status_hash=statushash.status_hash(status),
+        )
+        self.counters.deleted += 1
+        await self._send_status(gone, action=types.UPDATE_REQUEST)
+
+    async def send_spec_resync(self) -> None:
+        """Tell the sources what we have; they answer with what changed and deletes for what they no longer
+        have."""
+        pairs = [(w.resource_id, w.version) for w in self.works.values()]
+        topic = self._agent_topic(self.source, broadcast=True)
+        for data in resync.spec_resync_payloads(pairs):
+            event = events.make_event(
+                type=types.manifestbundle_type("spec", types.RESYNC_REQUEST),
+                source=self.agent_id,
+                data=dict(data),
+                extensions={types.EXT_CLUSTER_NAME: self.consumer, types.EXT_ORIGINAL_SOURCE: ALL_SOURCES},
+            )
+            await self._publish(topic, event)
+            self.counters.spec_resyncs_sent += 1
+
+    # --- status side
+    # -----------------------------------------------------------------------------------------
+
+    async def _answer_status_resync(self, event: CloudEvent) -> None:
+        listed = {h["resourceID"]: h["statusHash"] for h in payloads.read_status_resync(event.get_data())}
+        mine = [w for w in self.works.values() if w.source == event.get_source()]
+        for work in mine:
+            if not listed or (work.resource_id in listed and listed[work.resource_id] != work.status_hash):
+                await self._send_status(work, action=types.RESYNC_RESPONSE)
+        self.counters.status_resyncs_answered += 1
+
+    async def _send_status(self, work: Work, *, action: str) -> None:
+        event = events.make_event(
+            type=types.manifestbundle_type("status", action),
+            source=self.agent_id,
+            data=dict(work.status),
+            extensions={
+                types.EXT_RESOURCE_ID: work.resource_id,
+                types.EXT_RESOURCE_VERSION: work.version,
+                types.EXT_CLUSTER_NAME: self.consumer,
+                types.EXT_ORIGINAL_SOURCE: work.source,
+                types.EXT_SEQUENCE_ID: self._sequence.next(),
+                types.EXT_STATUS_HASH: work.status_hash,
+                types.EXT_METADATA: work.metadata,
+            },
+        )
+        await self._publish(self._agent_topic(work.source), event)
+        self.counters.status_sent += 1
+
+    def _agent_topic(self, source: str, *, broadcast: bool = False) -> str:
+        if broadcast and self.config.topics.agent_broadcast:
+            return topics.fill(self.config.topics.agent_broadcast, source=source, consumer=self.consumer)
+        return topics.fill(self.config.topics.agent_events, source=source, consumer=self.consumer)
+
+    async def _publish(self, topic: str, event: CloudEvent) -> None:
+        self.sent.append(event)
+        await self.broker.publish(topic, cloudevents_mqtt.encode(event, binary=self.broker.binary_mode))
+
+
+def _now() -> str:
+    return types.format_timestamp(datetime.now(UTC).replace(microsecond=0))
+
+
+def _condition(
+    kind: str, status: payloads.ConditionStatus, reason: str, message: str, generation: int, when: str
+) -> payloads.Condition:
+    return payloads.Condition(
+        type=kind,
+        status=status,
+        reason=reason,
+        message=message,
+        lastTransitionTime=when,
+        observedGeneration=generation,
+    )
+
+
+def _metadata(event: CloudEvent) -> str:
+    """The work metadata to echo: the spec event's, else a minimal one named by the resource id."""
+    value = event.get_extension(types.EXT_METADATA)
+    if isinstance(value, str) and value:
+        return value
+    if isinstance(value, dict):
+        return json.dumps(value, separators=(",", ":"), sort_keys=True)
+    return json.dumps({"name": str(event.get_extension(types.EXT_RESOURCE_ID))}, separators=(",", ":"))
+
+
+def _status(bundle: dict[str, Any], *, version: int, failed: bool) -> payloads.ManifestBundleStatus:
+    when = _now()
+    applied: payloads.ConditionStatus = "False" if failed else "True"
+    manifests = bundle.get("manifests")
+    resource_status: list[payloads.ManifestCondition] = []
+    for ordinal, manifest in enumerate(manifests if isinstance(manifests, list) else []):
+        if not isinstance(manifest, dict):
+            continue
+        api_version = str(manifest.get("apiVersion", ""))
+        group, _, api = api_version.rpartition("/")
+        kind = str(manifest.get("kind", ""))
+        meta = manifest.get("metadata") if isinstance(manifest.get("metadata"), dict) else {}
+        spec = manifest.get("spec") if isinstance(manifest.get("spec"), dict) else {}
+        replicas = spec.get("replicas") if isinstance(spec, dict) else None
+        feedback: list[payloads.FeedbackValue] = (
+            [{"name": "ReadyReplicas", "fieldValue": {"type": "Integer", "integer": replicas}}]
+            if isinstance(replicas, int) and not failed
+            else [{"name": "Simulated", "fieldValue": {"type": "String", "string": "failed" if failed else "ok"}}]
+        )
+        resource_status.append(
+            payloads.ManifestCondition(
+                resourceMeta=payloads.ResourceMeta(
+                    ordinal=ordinal,
+                    group=group,
+                    version=api,
+                    kind=kind,
+                    resource=kind.lower() + "s" if kind else "",
+                    name=str((meta or {}).get("name", "")),
+                    namespace=str((meta or {}).get("namespace", "")),
+                ),
+                statusFeedback=payloads.StatusFeedback(values=feedback),
+                conditions=[
+                    _condition("Applied", applied, "AppliedManifestComplete", "Apply manifest complete", version, when),
+                    _condition("Available", applied, "ResourceAvailable", "Resource is available", version, when),
+                    _condition("StatusFeedbackSynced", "True", "StatusFeedbackSynced", "", version, when),
+                ],
+            )
+        )
+    if failed:
+        conditions = [
+            _condition("Applied", "False", "AppliedManifestWorkFailed", "Simulated apply failure", version, when),
+            _condition("Available", "Unknown", "ResourcesNotAvailable", "Not applied", version, when),
+        ]
+    else:
+        conditions = [
+            _condition("Applied", "True", "AppliedManifestWorkComplete", "Apply manifest work complete", version, when),
+            _condition("Available", "True", "ResourcesAvailable", "All resources are available", version, when),
+        ]
+    return payloads.ManifestBundleStatus(conditions=conditions, resourceStatus=resource_status)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``maestro agent --simulate``: run one simulated agent until interrupted."""
+    parser = argparse.ArgumentParser(prog="maestro agent --simulate", description=__doc__.split("\n")[0])
+    parser.add_argument("--consumer-name", "--consumer", dest="consumer", required=True)
+    parser.add_argument("--mqtt-config", "--message-broker-config-file", dest="mqtt_config", required=True)
+    parser.add_argument("--source", default="maestro", help="source id the resync is addressed to")
+    parser.add_argument("--client-id", default=None)
+    parser.add_argument("--delay", type=float, default=0.0, help="seconds to 'apply' each work")
+    parser.add_argument("--failure-rate", type=float, default=0.0, help="fraction of applies reported failed")
+    parser.add_argument("--seed", type=int, default=None)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    config = mqtt_config.load(args.mqtt_config)
+    agent = SimulatedAgent(
+        consumer=args.consumer,
+        config=config,
+        source=args.source,
+        client_id=args.client_id,
+        delay=args.delay,
+        failure_rate=args.failure_rate,
+        seed=args.seed,
+    )
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(agent.run())
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())
