@@ -1,0 +1,141 @@
+"""The source-facing gRPC ``CloudEventService`` (upstream's, reference §2): ``Publish`` and ``Subscribe``.
+
+``Publish`` takes spec create/update/delete requests and ``status.resync_request``; errors carry real gRPC status
+codes (upstream answers everything with Unknown). ``Subscribe`` streams the status events of one source from the
+status log: from "now" by default, or after the cursor a source passes as metadata ``maestro-cursor`` (every
+event carries its cursor in the ``maestrocursor`` extension), so a reconnecting source resumes without a relist.
+Heartbeats keep idle streams alive as upstream sends them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import databases
+import grpc
+from google.protobuf import empty_pb2
+
+from protocol import events, grpc_codec, payloads, types
+from protocol.errors import ProtocolError
+from protocol.grpc import cloudevent_pb2 as pb
+from protocol.grpc import cloudevent_pb2_grpc as pb_grpc
+from server import errors
+from server.grpc import encode
+from server.services import sources, watch
+from server.store import logs, resources
+from server.store.db import connection
+
+log = logging.getLogger(__name__)
+
+CURSOR_METADATA = "maestro-cursor"
+SUBSCRIPTION_ID_METADATA = "subscription-id"
+QUEUE_SIZE = 100
+
+
+def _code(exc: errors.ServiceError, *, creating: bool) -> grpc.StatusCode:
+    if isinstance(exc, errors.NotFound):
+        return grpc.StatusCode.NOT_FOUND
+    if isinstance(exc, errors.Conflict):
+        return grpc.StatusCode.ALREADY_EXISTS if creating else grpc.StatusCode.ABORTED
+    if exc.status == 400:
+        return grpc.StatusCode.INVALID_ARGUMENT
+    return grpc.StatusCode.INTERNAL
+
+
+class CloudEventService(pb_grpc.CloudEventServiceServicer):
+    def __init__(
+        self, db: databases.Database, feed: watch.StatusFeed, *, origin: str, heartbeat_interval: float = 10.0
+    ) -> None:
+        self.db = db
+        self.feed = feed
+        self.origin = origin
+        self.heartbeat_interval = heartbeat_interval
+        self._subscribers: dict[str, set[asyncio.Queue[pb.CloudEvent]]] = {}
+
+    async def Publish(self, request: pb.PublishRequest, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+        try:
+            event = grpc_codec.from_proto(request.event)
+            kind = types.event_type(event)
+        except ProtocolError as exc:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"invalid CloudEvent: {exc}")
+            raise  # unreachable: abort raises
+        try:
+            if kind.subresource == "status" and kind.action == types.RESYNC_REQUEST:
+                await self._status_resync(event.get_source(), events.data_object(event))
+            else:
+                await sources.publish(self.db, event)
+        except ProtocolError as exc:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        except errors.ServiceError as exc:
+            await context.abort(_code(exc, creating=kind.action == types.CREATE_REQUEST), exc.reason)
+        return empty_pb2.Empty()
+
+    async def _status_resync(self, source: str, data: dict[str, Any]) -> None:
+        """Send the current status of the source's resources whose hash differs from the source's (all when the
+        source sends none) to this source's subscribers on this replica."""
+        wanted = {h["resourceID"]: h["statusHash"] for h in payloads.read_status_resync(data)}
+        async with connection(self.db) as conn:
+            rows = await conn.fetch("SELECT id FROM resources WHERE source = $1 AND status IS NOT NULL", source)
+            found = await resources.get_many(conn, [r["id"] for r in rows])
+        for row in found:
+            current = (row.status or {}).get("StatusHash")
+            if wanted and (row.id not in wanted or wanted[row.id] == current):
+                continue
+            message = grpc_codec.to_proto(encode.from_row(row, origin=self.origin))
+            for queue in self._subscribers.get(source, set()):
+                with contextlib.suppress(asyncio.QueueFull):
+                    queue.put_nowait(message)
+
+    async def Subscribe(
+        self, request: pb.SubscriptionRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> AsyncIterator[pb.CloudEvent]:
+        source = request.source
+        if not source:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "SubscriptionRequest.source is required")
+        given = dict(context.invocation_metadata() or ()).get(CURSOR_METADATA)
+        try:
+            after = logs.Cursor.parse(str(given)) if given else await watch.head(self.db)
+        except ValueError as exc:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+            return
+        subscription = str(uuid.uuid4())
+        await context.send_initial_metadata(((SUBSCRIPTION_ID_METADATA, subscription),))
+        queue: asyncio.Queue[pb.CloudEvent] = asyncio.Queue(QUEUE_SIZE)
+        self._subscribers.setdefault(source, set()).add(queue)
+        consumer = request.cluster_name or None
+        log.info("source %r subscribed (%s) after cursor %s", source, subscription, after)
+
+        async def pump() -> None:
+            async for event in watch.follow(self.db, self.feed, after, source=source, consumer=consumer):
+                await queue.put(grpc_codec.to_proto(encode.from_log(event, origin=self.origin)))
+
+        async def beat() -> None:
+            while True:
+                await asyncio.sleep(self.heartbeat_interval)
+                with contextlib.suppress(asyncio.QueueFull):
+                    queue.put_nowait(grpc_codec.heartbeat())
+
+        tasks = [
+            asyncio.create_task(pump(), name=f"subscribe-pump:{subscription}"),
+            asyncio.create_task(beat(), name=f"subscribe-heartbeat:{subscription}"),
+        ]
+        try:
+            while True:
+                getter = asyncio.ensure_future(queue.get())
+                done, _ = await asyncio.wait([getter, tasks[0]], return_when=asyncio.FIRST_COMPLETED)
+                if getter not in done:
+                    getter.cancel()
+                    tasks[0].result()  # the pump died: surface its error to the client
+                    return
+                yield getter.result()
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            self._subscribers.get(source, set()).discard(queue)
+            log.info("source %r unsubscribed (%s)", source, subscription)

@@ -1,0 +1,97 @@
+"""Source-facing CloudEvents: what a source (a client system) publishes over gRPC, as use cases.
+
+Semantics follow upstream's gRPC ``Publish`` (reference §2.2): ``spec.create_request`` inserts a bundle whose id
+is the event's ``resourceid`` (chosen by the source); ``spec.update_request`` replaces its spec with a version
+check (0 = don't check); ``spec.delete_request`` starts the two-phase delete. Every failure is a domain error
+with a reason the source can act on, so the gRPC layer can map it to a proper status code.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import databases
+from cloudevents.core.v1.event import CloudEvent
+
+from protocol import events, types
+from protocol.errors import ProtocolError
+from server.errors import BadRequest, ValidationError
+from server.services import resources
+from server.services import validation as v
+from server.store.rows import ResourceRow
+
+
+def _metadata(event: CloudEvent) -> dict[str, Any]:
+    raw: Any = event.get_extension(types.EXT_METADATA)
+    if raw is None or raw == "":
+        return {}
+    try:
+        meta = json.loads(raw) if isinstance(raw, str) else raw
+    except ValueError:
+        raise ValidationError("the metadata extension is not valid JSON") from None
+    if not isinstance(meta, dict):
+        raise ValidationError("the metadata extension must be a JSON object")
+    return meta
+
+
+def _spec(event: CloudEvent, consumer: str) -> resources.Spec:
+    try:
+        data = events.data_object(event)
+    except ProtocolError as exc:
+        raise ValidationError(str(exc)) from None
+    problems = v.Problems()
+    body = {
+        "manifests": data.get("manifests"),
+        "delete_option": data.get("deleteOption") or None,
+        "manifest_configs": data.get("manifestConfigs"),
+        "metadata": {k: val for k, val in _metadata(event).items() if k in ("name", "labels", "annotations")},
+    }
+    spec = resources.bundle_spec(body, problems, consumer_name=consumer)
+    problems.raise_if_any()
+    return spec
+
+
+def _identity(event: CloudEvent) -> tuple[str, str, int]:
+    try:
+        rid = types.str_extension(event, types.EXT_RESOURCE_ID)
+        consumer = types.str_extension(event, types.EXT_CLUSTER_NAME)
+        version = types.int_extension(event, types.EXT_RESOURCE_VERSION, default=0)
+    except ProtocolError as exc:
+        raise ValidationError(str(exc)) from None
+    problems = v.Problems()
+    if not v.is_uuid(rid):
+        problems.add(f"resourceid {rid!r} must be a UUID")
+    if not v.is_dns1123_label(consumer):
+        problems.add(f"clustername {consumer!r} is not a valid consumer name")
+    if version < 0:
+        problems.add("resourceversion must not be negative")
+    problems.raise_if_any()
+    return rid, consumer, version
+
+
+async def publish(db: databases.Database, event: CloudEvent) -> ResourceRow | None:
+    """Apply one spec event from a source. Returns the row written (None for a delete)."""
+    try:
+        kind = types.event_type(event)
+    except ProtocolError as exc:
+        raise BadRequest(str(exc)) from None
+    if kind.subresource != "spec" or kind.data_type != types.MANIFESTBUNDLE_DATA_TYPE:
+        raise BadRequest(f"unsupported event type {event.get_type()!r}: sources publish manifestbundles spec events")
+    rid, consumer, version = _identity(event)
+    source = event.get_source()
+    if kind.action == types.CREATE_REQUEST:
+        return await resources.create(db, rid=rid, name=rid, source=source, type="Bundle", spec=_spec(event, consumer))
+    if kind.action == types.UPDATE_REQUEST:
+        spec = _spec(event, consumer)
+
+        def build(row: ResourceRow) -> resources.Spec:
+            if row.consumer_name != consumer:
+                raise ValidationError(f"resource {rid} belongs to consumer {row.consumer_name!r}, not {consumer!r}")
+            return spec
+
+        return await resources.update(db, rid, version=version, build=build)
+    if kind.action == types.DELETE_REQUEST:
+        await resources.mark_deleting(db, rid)
+        return None
+    raise BadRequest(f"unsupported action {kind.action!r}: sources publish create, update and delete requests")
