@@ -138,7 +138,9 @@ async def test_publish_create_update_delete(stub: pb_grpc.CloudEventServiceStub,
             r["event_type"]
             for r in await conn.fetch("SELECT event_type FROM events WHERE source_id = $1 ORDER BY id", rid)
         ]
-    assert row is not None and row.deleted_at is not None and row.version == 2
+    assert row is not None
+    assert row.deleted_at is not None
+    assert row.version == 2
     assert kinds == ["Create", "Update", "Delete"]
 
 
