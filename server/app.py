@@ -13,26 +13,31 @@ from starlette.middleware import Middleware
 from server.http import auth, errors, middleware
 from server.http.routes import routes
 from server.http.state import State
+from server.services import watch
 from server.settings import Settings
 from server.store import db as store_db
 
 log = logging.getLogger(__name__)
 
 
-def create_app(settings: Settings, *, database: databases.Database | None = None) -> Starlette:
-    """The REST API. With ``database`` given, the caller owns its connection; otherwise the lifespan does."""
+def create_app(
+    settings: Settings, *, database: databases.Database | None = None, feed: watch.StatusFeed | None = None
+) -> Starlette:
+    """The REST API. With ``database`` given, the caller owns its connection; otherwise the lifespan does.
+    ``feed`` wakes status watchers; without one (no LISTEN wired) watchers poll every second."""
+    feed = feed or watch.StatusFeed(poll_interval=1.0)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[State]:
         if database is not None:
-            yield {"database": database, "settings": settings}
+            yield {"database": database, "settings": settings, "feed": feed}
             return
         if not settings.db_url:
             raise RuntimeError("create_app needs settings.db_url or a database")
         owned = store_db.database(settings.db_url, max_size=settings.db_max_open_connections)
         await owned.connect()
         try:
-            yield {"database": owned, "settings": settings}
+            yield {"database": owned, "settings": settings, "feed": feed}
         finally:
             await owned.disconnect()
 

@@ -192,8 +192,13 @@ SCHEMAS: Final[dict[str, Any]] = {
 }
 
 LIST_PARAMS: Final = [
-    {"name": "page", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 10000}},
-    {"name": "size", "in": "query", "schema": {"type": "integer", "minimum": 0, "maximum": 65500}},
+    {"name": "page", "in": "query", "schema": {"type": "integer", "minimum": 1}, "description": "1-based page"},
+    {
+        "name": "size",
+        "in": "query",
+        "schema": {"type": "integer"},
+        "description": "items per page (default 100); 0 returns only the total; <0 or >65500 means 65500",
+    },
     {"name": "search", "in": "query", "schema": STR},
     {"name": "orderBy", "in": "query", "schema": STR},
     {"name": "fields", "in": "query", "schema": STR},
@@ -315,7 +320,8 @@ def document() -> dict[str, Any]:
             "/api/maestro/v1/resource-bundles": {
                 "get": _op(
                     "listResourceBundles",
-                    "List resource bundles",
+                    "List resource bundles. With watch=true (and optional cursor, consumer_name, source) the"
+                    " response is instead a stream of status changes as application/x-ndjson or text/event-stream",
                     200,
                     "ResourceBundleList",
                     params=LIST_PARAMS,

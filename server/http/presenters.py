@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from server.errors import API_PATH
+from server.services.watch import StatusEvent
 from server.store.rows import ConsumerRow, ResourceRow
 
 
@@ -103,5 +104,25 @@ def bundle(row: ResourceRow) -> dict[str, Any]:
     out["manifest_configs"] = data.get("manifestConfigs") or []
     out["delete_option"] = data.get("deleteOption") or {}
     if (status := _bundle_status(row.status)) is not None:
+        out["status"] = status
+    return out
+
+
+def status_event(event: StatusEvent) -> dict[str, Any]:
+    """A status log entry as the bundle it describes (spec as of now, or as deleted)."""
+    spec = event.spec or {}
+    data = spec.get("data") or {}
+    out: dict[str, Any] = {
+        "id": event.resource_id,
+        "kind": "ResourceBundle",
+        "href": f"{API_PATH}/resource-bundles/{event.resource_id}",
+        "consumer_name": event.consumer_name,
+        "version": event.version,
+        "metadata": spec.get("metadata") or {},
+        "manifests": data.get("manifests") or [],
+        "manifest_configs": data.get("manifestConfigs") or [],
+        "delete_option": data.get("deleteOption") or {},
+    }
+    if (status := _bundle_status(event.status)) is not None:
         out["status"] = status
     return out

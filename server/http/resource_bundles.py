@@ -7,11 +7,13 @@ import functools
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from server.http import bodies, listing, presenters, state
+from server.http import bodies, listing, presenters, state, watch
 from server.services import resources
 
 
 async def list_bundles(request: Request) -> Response:
+    if request.query_params.get("watch", "").lower() in ("true", "1"):
+        return await watch.watch_bundles(request)
     fetch = functools.partial(resources.page, state.database(request))
     return await listing.respond(request, kind="ResourceBundle", fetch=fetch, present=presenters.bundle)
 

@@ -7,12 +7,14 @@ from typing import TypedDict, cast
 import databases
 from starlette.requests import Request
 
+from server.services.watch import StatusFeed
 from server.settings import Settings
 
 
 class State(TypedDict):
     database: databases.Database
     settings: Settings
+    feed: StatusFeed
 
 
 def database(request: Request) -> databases.Database:
@@ -21,3 +23,7 @@ def database(request: Request) -> databases.Database:
 
 def settings(request: Request) -> Settings:
     return cast(Settings, request.state.settings)
+
+
+def feed(request: Request) -> StatusFeed:
+    return cast(StatusFeed, request.state.feed)
