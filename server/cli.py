@@ -1,4 +1,4 @@
-"""The ``maestro`` command: ``server``, ``migration`` (upstream's names)."""
+"""The ``maestro`` command: ``server``, ``migration`` (upstream's names), and ``agent`` from the agent package."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import sys
 from collections.abc import Sequence
+from importlib import metadata
 
 from server import dsn, logging_setup, migrate
 from server import settings as settings_mod
@@ -16,13 +17,24 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     server = sub.add_parser("server", help="run the hub: REST, gRPC, dispatch and status ingest")
     settings_mod.add_arguments(server)
+    sub.add_parser("agent", help="run an agent (see: maestro agent --help)", add_help=False)
     migration = sub.add_parser("migration", help="apply database migrations (idempotent)")
     settings_mod.add_arguments(migration, only={"db_url", "data_dir", "log_level", "log_format"})
     return parser
 
 
+def _plugins() -> dict[str, metadata.EntryPoint]:
+    """Subcommands other packages provide (``maestro agent``), without the hub importing them."""
+    return {ep.name: ep for ep in metadata.entry_points(group="maestro.commands")}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    plugins = _plugins()
+    if argv and argv[0] in plugins:
+        return int(plugins[argv[0]].load()(argv[1:]))
+    parser = _parser()
+    args = parser.parse_args(argv)
     try:
         settings = settings_mod.from_sources(args)
     except ValueError as exc:
