@@ -1,0 +1,106 @@
+"""Replicas and consumer ownership.
+
+Every replica heartbeats its row in ``server_instances``; a replica is live while its heartbeat is younger than
+three intervals (the database's clock decides, so replica clocks may drift). Each consumer is owned by exactly one
+live replica, chosen by rendezvous hashing of (replica id, consumer name): when a replica joins or leaves, only the
+consumers it gains or loses move, and every replica computes the same owner from the same membership without
+talking to the others.
+
+The owner publishes the consumer's spec events and, with broadcast subscriptions, is the one that stores its
+status. When membership changes, a replica learns which consumers it gained (a takeover): their pending events
+are still unreconciled in the outbox, so the dispatcher publishes them again, and the status path asks their
+agents for a status resync.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+from collections.abc import Iterable
+
+import databases
+from prometheus_client import Gauge
+
+from server.store import consumers, instances
+from server.store.db import connection, transaction
+
+log = logging.getLogger(__name__)
+
+LIVE_REPLICAS = Gauge("server_instances_live", "Live hub replicas as this replica sees them")
+OWNED_CONSUMERS = Gauge("server_instance_owned_consumers", "Consumers this replica owns")
+
+
+def owner(consumer: str, members: Iterable[str]) -> str | None:
+    """The member that owns ``consumer`` (highest hash of member + consumer), or None without members."""
+    best: tuple[bytes, str] | None = None
+    for member in members:
+        score = hashlib.blake2b(f"{member}\x00{consumer}".encode(), digest_size=8).digest()
+        if best is None or score > best[0]:
+            best = (score, member)
+    return best[1] if best else None
+
+
+class Registry:
+    """This replica's membership: heartbeats, the live set, and what it owns."""
+
+    def __init__(self, db: databases.Database, instance_id: str, *, interval: float = 15.0) -> None:
+        self.db = db
+        self.id = instance_id
+        self.interval = interval
+        self.members: tuple[str, ...] = ()
+        self.registered = asyncio.Event()
+        self.changed = asyncio.Event()
+        """Set whenever the membership changes; whoever reacts clears it."""
+        self._gained: set[str] = set()
+
+    def owns(self, consumer: str) -> bool:
+        # NB: before the first heartbeat the replica owns nothing, so it never publishes for a consumer that a
+        # live replica is still serving.
+        return owner(consumer, self.members) == self.id
+
+    def take_gained(self) -> set[str]:
+        """Consumers this replica took over since the last call."""
+        gained, self._gained = self._gained, set()
+        return gained
+
+    async def beat(self) -> None:
+        """One heartbeat and one membership refresh."""
+        async with transaction(self.db) as conn:
+            await instances.heartbeat(conn, self.id)
+        async with connection(self.db) as conn:
+            members = tuple(await instances.live(conn, within=3 * self.interval))
+            if self.id not in members:
+                members = tuple(sorted((*members, self.id)))
+            if members != self.members:
+                names = await consumers.names(conn)
+                before = {n for n in names if owner(n, self.members) == self.id}
+                after = {n for n in names if owner(n, members) == self.id}
+                log.info(
+                    "replicas now %s (this is %s): owns %d consumers, gained %d",
+                    ",".join(members),
+                    self.id,
+                    len(after),
+                    len(after - before),
+                )
+                self.members = members
+                self._gained |= after - before
+                self.changed.set()
+                OWNED_CONSUMERS.set(len(after))
+        LIVE_REPLICAS.set(len(self.members))
+        self.registered.set()
+
+    async def run(self) -> None:
+        """Heartbeat every ``interval`` (until cancelled); a failed beat is logged and retried next time."""
+        try:
+            while True:
+                try:
+                    await self.beat()
+                except Exception as exc:  # NB: the database may be away for a while; keep beating
+                    log.warning("heartbeat of %s failed: %r", self.id, exc)
+                await asyncio.sleep(self.interval)
+        finally:
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(5), transaction(self.db) as conn:
+                    await instances.leave(conn, self.id)
