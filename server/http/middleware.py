@@ -40,7 +40,7 @@ class OperationID:
             await self.app(scope, receive, send)
             return
         given = Headers(scope=scope).get(OPERATION_ID_HEADER, "")
-        op = given if _VALID_OPERATION_ID.match(given) else uuid.uuid4().hex
+        op = given if _VALID_OPERATION_ID.fullmatch(given) else uuid.uuid4().hex
         scope["operation_id"] = op
 
         async def send_with_id(message: Message) -> None:
@@ -81,7 +81,7 @@ class Metrics:
             LATENCY.labels(*labels).observe(time.perf_counter() - start)
 
 
-PUBLIC_PATHS = re.compile(r"^/api/maestro/?$|^/api/maestro/v1/?$|^/api/maestro/v1/(openapi|errors)(/.*)?$")
+PUBLIC_PATHS = re.compile(r"^/api/maestro/?$|^/api/maestro/v1/?$|^/api/maestro/v1/(openapi|errors)(/.*)?$", re.DOTALL)
 MISSING_TOKEN = "Request doesn't contain the 'Authorization' header or the 'cs_jwt' cookie"
 
 

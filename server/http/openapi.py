@@ -8,11 +8,15 @@ from __future__ import annotations
 
 from typing import Any, Final
 
+from server.services import validation
 from server.services.validation import MAX_VERSION, PROPAGATION_POLICIES, UPDATE_STRATEGIES
 
-LABEL: Final = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
-SUBDOMAIN: Final = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+_LABEL: Final = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?"
+_SUBDOMAIN: Final = rf"{_LABEL}(\.{_LABEL})*"
+LABEL: Final = rf"^{_LABEL}$"
+SUBDOMAIN: Final = rf"^{_SUBDOMAIN}$"
 LABEL_VALUE: Final = r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$"
+LABEL_KEY: Final = rf"^({_SUBDOMAIN}/)?([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$"
 
 
 def ref(name: str) -> dict[str, str]:
@@ -30,41 +34,68 @@ def _obj(props: dict[str, Any], *, required: tuple[str, ...] = (), strict: bool 
 
 TIME: Final = {"type": "string", "format": "date-time"}
 STR: Final = {"type": "string"}
+# NB: request schemas must never be stricter than the server (it would accept what the document forbids), and
+# are as close to its checks as JSON Schema allows. Rules it cannot express (a manifest's identity is unique in a
+# bundle, consumer_name names an existing consumer, a label key's name part is at most 63 characters) are only
+# in the server, which answers them with 400.
 LABELS: Final = {
     "type": "object",
     "nullable": True,
-    "propertyNames": {"pattern": r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", "maxLength": 63},
+    "propertyNames": {"pattern": LABEL_KEY, "maxLength": 317},
     "additionalProperties": {"type": "string", "pattern": LABEL_VALUE, "maxLength": 63},
 }
+STRING_MAP: Final = {"type": "object", "additionalProperties": {"type": "string"}}
+FORBIDDEN_METADATA: Final = {"anyOf": [{"required": [k]} for k in validation.FORBIDDEN_METADATA]}
 MANIFEST: Final = {
     "type": "object",
     "required": ["apiVersion", "kind", "metadata"],
     "properties": {
-        "apiVersion": {"type": "string", "pattern": r"^[a-z0-9.]+(/[a-z0-9]+)?$|^v1$", "minLength": 2},
-        "kind": {"type": "string", "pattern": r"^[A-Z][A-Za-z0-9]*$"},
-        "metadata": _obj(
-            {
-                "name": {"type": "string", "pattern": SUBDOMAIN, "maxLength": 63},
-                "namespace": {"type": "string", "pattern": LABEL, "maxLength": 63},
+        "apiVersion": {"type": "string", "pattern": r"^[^ ]+$"},
+        "kind": {"type": "string", "minLength": 1},
+        "metadata": {
+            "type": "object",
+            "required": ["name"],
+            "properties": {
+                "name": {"type": "string", "minLength": 1, "maxLength": 253},
+                "namespace": {"type": "string", "nullable": True, "pattern": r"^$|" + LABEL, "maxLength": 63},
+                "labels": LABELS,
+                "annotations": STRING_MAP,
+                "finalizers": {"type": "array", "items": {"type": "string", "minLength": 1}},
             },
-            required=("name",),
-            strict=True,
-        ),
+            "not": FORBIDDEN_METADATA,
+        },
     },
 }
-MANIFEST_CONFIG: Final = _obj(
-    {
-        "resourceIdentifier": _obj({"group": STR, "resource": STR, "name": STR, "namespace": STR}, strict=True),
-        "updateStrategy": {"type": "object"},
-        "feedbackRules": {"type": "array", "items": {"type": "object"}},
-    },
-    required=("resourceIdentifier",),
-)
-DELETE_OPTION: Final = _obj({"propagationPolicy": {"type": "string", "enum": list(PROPAGATION_POLICIES)}})
 UPDATE_STRATEGY: Final = _obj(
     {"type": {"type": "string", "enum": list(UPDATE_STRATEGIES)}, "serverSideApply": {"type": "object"}}, strict=True
 )
+MANIFEST_CONFIG: Final = _obj(
+    {
+        "resourceIdentifier": _obj({"resource": STR, "name": STR}),
+        "updateStrategy": {**UPDATE_STRATEGY, "nullable": True},
+        "feedbackRules": {"type": "array"},
+    },
+    required=("resourceIdentifier",),
+)
+
+
+def _delete_option(policies: tuple[str, ...]) -> dict[str, Any]:
+    return _obj(
+        {
+            "propagationPolicy": {"type": "string", "enum": list(policies)},
+            "selectivelyOrphans": {},
+            "ttlSecondsAfterFinished": {},
+        },
+        strict=True,
+    )
+
+
+DELETE_OPTION: Final = _delete_option(PROPAGATION_POLICIES)
+SINGLE_DELETE_OPTION: Final = _delete_option(("Foreground", "Orphan"))
 VERSION: Final = {"type": "integer", "minimum": 0, "maximum": MAX_VERSION}
+EMPTY_OR: Final = {"type": "string", "maxLength": 0}
+# Read-only fields of a resource the server tolerates (and ignores) in a request, so a GET body can be sent back.
+ECHOED: Final = {"href": STR, "status": {}, "created_at": {}, "updated_at": {}, "deleted_at": {}}
 
 
 def _list(item: str) -> dict[str, Any]:
@@ -98,7 +129,14 @@ SCHEMAS: Final[dict[str, Any]] = {
         ("name", "created_at", "updated_at"),
     ),
     "ConsumerCreate": _obj(
-        {"name": {"type": "string", "pattern": LABEL, "maxLength": 63}, "labels": LABELS}, strict=True
+        {
+            "name": {"type": "string", "pattern": r"^$|" + LABEL, "maxLength": 63, "nullable": True},
+            "labels": LABELS,
+            "id": {**EMPTY_OR, "nullable": True},
+            "kind": {"type": "string", "enum": ["Consumer"], "nullable": True},
+            "href": {},
+        },
+        strict=True,
     ),
     "ConsumerPatch": _obj({"labels": LABELS}, strict=True),
     "ConsumerList": _list("Consumer"),
@@ -120,18 +158,31 @@ SCHEMAS: Final[dict[str, Any]] = {
     ),
     "ResourceCreate": _obj(
         {
-            "name": {"type": "string", "pattern": SUBDOMAIN, "maxLength": 63},
+            "name": {"type": "string", "pattern": r"^$|" + SUBDOMAIN, "maxLength": 253, "nullable": True},
             "consumer_name": STR,
             "version": VERSION,
             "manifest": MANIFEST,
-            "update_strategy": UPDATE_STRATEGY,
-            "delete_option": DELETE_OPTION,
+            "update_strategy": {**UPDATE_STRATEGY, "nullable": True},
+            "delete_option": {**SINGLE_DELETE_OPTION, "nullable": True},
+            "id": {"type": "string", "nullable": True, "anyOf": [EMPTY_OR, {"format": "uuid"}]},
+            "kind": {"type": "string", "enum": ["Resource"], "nullable": True},
+            **ECHOED,
         },
         required=("consumer_name", "manifest"),
         strict=True,
     ),
     "ResourcePatch": _obj(
-        {"version": VERSION, "manifest": MANIFEST, "update_strategy": UPDATE_STRATEGY, "delete_option": DELETE_OPTION},
+        {
+            "version": VERSION,
+            "manifest": MANIFEST,
+            "update_strategy": {**UPDATE_STRATEGY, "nullable": True},
+            "delete_option": {**SINGLE_DELETE_OPTION, "nullable": True},
+            "id": STR,
+            "name": STR,
+            "consumer_name": STR,
+            "kind": {"type": "string", "enum": ["Resource"], "nullable": True},
+            **ECHOED,
+        },
         required=("version",),
         strict=True,
     ),
@@ -155,14 +206,16 @@ SCHEMAS: Final[dict[str, Any]] = {
     ),
     "ResourceBundleCreate": _obj(
         {
-            "id": {"type": "string", "format": "uuid"},
-            "name": {"type": "string", "pattern": SUBDOMAIN, "maxLength": 63},
+            "id": {"type": "string", "nullable": True, "anyOf": [EMPTY_OR, {"format": "uuid"}]},
+            "kind": {"type": "string", "enum": ["ResourceBundle"], "nullable": True},
+            **ECHOED,
+            "name": {"type": "string", "pattern": r"^$|" + SUBDOMAIN, "maxLength": 253, "nullable": True},
             "consumer_name": STR,
             "version": VERSION,
-            "metadata": _obj({"labels": LABELS}, strict=True),
+            "metadata": {**_obj({"labels": LABELS}), "nullable": True},
             "manifests": {"type": "array", "items": MANIFEST, "minItems": 1},
-            "manifest_configs": {"type": "array", "items": MANIFEST_CONFIG},
-            "delete_option": DELETE_OPTION,
+            "manifest_configs": {"type": "array", "items": MANIFEST_CONFIG, "nullable": True},
+            "delete_option": {**DELETE_OPTION, "nullable": True},
         },
         required=("consumer_name", "manifests"),
         strict=True,
@@ -170,10 +223,15 @@ SCHEMAS: Final[dict[str, Any]] = {
     "ResourceBundleReplace": _obj(
         {
             "version": VERSION,
-            "metadata": _obj({"labels": LABELS}, strict=True),
+            "id": STR,
+            "name": STR,
+            "consumer_name": STR,
+            "kind": {"type": "string", "enum": ["ResourceBundle"], "nullable": True},
+            **ECHOED,
+            "metadata": {**_obj({"labels": LABELS}), "nullable": True},
             "manifests": {"type": "array", "items": MANIFEST, "minItems": 1},
-            "manifest_configs": {"type": "array", "items": MANIFEST_CONFIG},
-            "delete_option": DELETE_OPTION,
+            "manifest_configs": {"type": "array", "items": MANIFEST_CONFIG, "nullable": True},
+            "delete_option": {**DELETE_OPTION, "nullable": True},
         },
         required=("version", "manifests"),
         strict=True,
@@ -354,12 +412,15 @@ def document() -> dict[str, Any]:
                     body="ResourceBundleReplace",
                     errors=(400, 404, 409),
                 ),
+                # NB: an unknown id is a 204 (as upstream); 404 only when the path does not route at all (an id
+                # with '/' or a line break in it).
                 "delete": _op(
                     "deleteResourceBundle",
                     "Delete a resource bundle (two-phase, idempotent)",
                     204,
                     None,
                     params=[ID_PARAM],
+                    errors=(404,),
                 ),
             },
             "/api/maestro/v1/errors": {

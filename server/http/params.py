@@ -15,10 +15,10 @@ _INTEGER: Final = re.compile(r"^-?[0-9]{1,20}$")
 
 def _int(request: Request, name: str, default: int) -> int:
     raw = request.query_params.get(name)
-    if raw is None or raw == "":
+    if raw is None:
         return default
     # NB: ASCII digits only; Python's int() would also take ' 7', '1_000' and other scripts' digits.
-    if not _INTEGER.match(raw):
+    if not _INTEGER.fullmatch(raw):
         raise BadRequest(f"{name} must be an integer, got {raw!r}")
     return int(raw)
 

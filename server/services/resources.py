@@ -115,7 +115,7 @@ def _identity(body: dict[str, Any], problems: v.Problems, *, kind: str) -> tuple
     name = body.get("name")
     if name is None or name == "":
         name = rid
-    if not isinstance(name, str) or len(name) > 253 or not v.DNS1123_SUBDOMAIN.match(name):
+    if not isinstance(name, str) or len(name) > 253 or not v.DNS1123_SUBDOMAIN.fullmatch(name):
         problems.add("name must be a lowercase RFC 1123 subdomain of at most 253 characters")
     return str(rid), str(name)
 

@@ -45,17 +45,18 @@ def check_fields(body: Mapping[str, Any], allowed: set[str], problems: Problems,
 
 
 def is_dns1123_label(name: object) -> bool:
-    return isinstance(name, str) and len(name) <= 63 and bool(DNS1123_LABEL.match(name))
+    return isinstance(name, str) and len(name) <= 63 and bool(DNS1123_LABEL.fullmatch(name))
 
 
 def is_uuid(value: object) -> bool:
     if not isinstance(value, str):
         return False
     try:
-        uuid.UUID(value)
+        # NB: canonical form only; uuid.UUID() also reads '{...}', 'urn:uuid:...' and upper case, which would then
+        # be stored and compared as different ids.
+        return str(uuid.UUID(value)) == value
     except ValueError:
         return False
-    return True
 
 
 def labels(value: object, problems: Problems, *, field: str = "labels") -> dict[str, str] | None:
@@ -66,10 +67,11 @@ def labels(value: object, problems: Problems, *, field: str = "labels") -> dict[
         problems.add(f"{field} must be an object of string values")
         return None
     for key, val in value.items():
-        name = key.rsplit("/", 1)[-1]
-        if not (0 < len(name) <= 63 and QUALIFIED_NAME.match(name)) or len(key) > 317:
+        prefix, slash, name = key.rpartition("/")
+        bad_prefix = bool(slash) and not (0 < len(prefix) <= 253 and DNS1123_SUBDOMAIN.fullmatch(prefix))
+        if bad_prefix or not (0 < len(name) <= 63 and QUALIFIED_NAME.fullmatch(name)):
             problems.add(f"{field}: invalid label key {key!r}")
-        if not isinstance(val, str) or len(val) > 63 or not LABEL_VALUE.match(val):
+        if not isinstance(val, str) or len(val) > 63 or not LABEL_VALUE.fullmatch(val):
             problems.add(
                 f"{field}: invalid value for label {key!r}: must be a string of at most 63 characters"
                 " of alphanumerics, '-', '_' or '.', starting and ending with an alphanumeric"
@@ -104,7 +106,7 @@ def manifest(value: object, problems: Problems, *, where: str) -> tuple[str, str
     if not isinstance(name, str) or not name:
         problems.add(f"{where}.metadata.name is required")
         ok = False
-    elif len(name) > 253 or (not DNS1123_SUBDOMAIN.match(name) and ":" not in name):
+    elif len(name) > 253 or (not DNS1123_SUBDOMAIN.fullmatch(name) and ":" not in name):
         problems.add(f"{where}.metadata.name {name!r} is not a valid Kubernetes name")
         ok = False
     if namespace not in ("", None) and not is_dns1123_label(namespace):
