@@ -98,6 +98,14 @@ EMPTY_OR: Final = {"type": "string", "maxLength": 0}
 ECHOED: Final = {"href": STR, "status": {}, "created_at": {}, "updated_at": {}, "deleted_at": {}}
 
 
+PROJECTION: Final = {
+    "type": "object",
+    "required": ["id"],
+    "properties": {"id": STR},
+    "description": "the item's id and the fields named in the fields parameter",
+}
+
+
 def _list(item: str) -> dict[str, Any]:
     return _obj(
         {
@@ -105,7 +113,8 @@ def _list(item: str) -> dict[str, Any]:
             "page": {"type": "integer"},
             "size": {"type": "integer"},
             "total": {"type": "integer"},
-            "items": {"type": "array", "items": ref(item)},
+            # NB: with ``fields=``, items are projections: ``id`` plus the fields asked for.
+            "items": {"type": "array", "items": {"anyOf": [ref(item), PROJECTION]}},
         },
         required=("kind", "page", "size", "total", "items"),
     )
