@@ -32,9 +32,10 @@ from cloudevents.core.v1.event import CloudEvent
 from protocol import cloudevents_mqtt, payloads, sequence, statushash, topics, types
 from protocol.errors import ProtocolError
 from protocol.mqtt import Received
-from server.dispatch import metrics, wire
+from server.dispatch import guard, metrics, wire
 from server.store import logs, resources
 from server.store.db import connection, transaction
+from server.store.rows import ResourceRow
 
 log = logging.getLogger(__name__)
 
@@ -135,7 +136,7 @@ class Ingest:
             return "resynced"
         if kind.subresource == types.STATUS and kind.action in STATUS_ACTIONS:
             report = self.decode_status(parts.consumer, event)
-            await self.store_status(report)
+            await guard.finish(self.store_status(report))
             return "accepted"
         raise Drop("unsupported_type", f"unexpected event type {event.get_type()!r}")
 
@@ -238,8 +239,7 @@ class Ingest:
             raise Drop("consumer_mismatch", f"clustername {cluster!r} on the topic of consumer {consumer!r}")
         if original not in ("", self.source_id):
             raise Drop("foreign_source", f"originalsource {original!r} is not {self.source_id!r}")
-        async with connection(self.database) as conn:
-            rows = await resources.for_consumer(conn, consumer)
+        rows = await guard.finish(_rows_of(self.database, consumer))
         answers: list[CloudEvent] = []
         known = set()
         for row in rows:
@@ -264,6 +264,11 @@ class Ingest:
             len(answers),
         )
         return len(answers)
+
+
+async def _rows_of(database: databases.Database, consumer: str) -> list[ResourceRow]:
+    async with connection(database) as conn:
+        return await resources.for_consumer(conn, consumer)
 
 
 def _data(event: CloudEvent) -> dict[str, Any]:

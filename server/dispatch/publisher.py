@@ -33,7 +33,7 @@ import databases
 
 from protocol import types
 from protocol.errors import BrokerError, MaestroProtocolException
-from server.dispatch import listen, metrics, wire
+from server.dispatch import guard, listen, metrics, wire
 from server.store import logs, outbox, resources
 from server.store.db import connection, transaction
 from server.store.rows import ResourceRow
@@ -138,8 +138,7 @@ class Dispatcher:
 
     async def sweep(self) -> int:
         """Read pending work into the queues; returns how many resources were newly queued."""
-        async with connection(self.database) as conn:
-            dirty = await outbox.pending(conn, per_consumer=self.per_consumer_scan)
+        dirty = await guard.finish(self._pending())
         self.sweeps += 1
         self._rescan = False
         added = 0
@@ -165,6 +164,18 @@ class Dispatcher:
         if added:
             self._work.set()
         return added
+
+    async def _pending(self) -> list[outbox.Dirty]:
+        async with connection(self.database) as conn:
+            return await outbox.pending(conn, per_consumer=self.per_consumer_scan)
+
+    async def _rows(self, ids: list[str]) -> dict[str, ResourceRow]:
+        async with connection(self.database) as conn:
+            return {r.id: r for r in await resources.get_many(conn, ids)}
+
+    async def _mark(self, event_ids: list[int]) -> None:
+        async with transaction(self.database) as conn:
+            await outbox.mark_reconciled(conn, event_ids)
 
     # --- working ---------------------------------------------------------------------------------------------
 
@@ -249,8 +260,7 @@ class Dispatcher:
         return base * (0.5 + random.random() / 2)
 
     async def _publish_batch(self, consumer: str, batch: list[_Item]) -> list[_Outcome]:
-        async with connection(self.database) as conn:
-            rows = {r.id: r for r in await resources.get_many(conn, [i.resource_id for i in batch])}
+        rows = await guard.finish(self._rows([i.resource_id for i in batch]))
         topic = wire.source_events_topic(self.source_events, source=self.source_id, consumer=consumer)
         sent: list[tuple[_Item, str, asyncio.Future[None] | None]] = []
         outcomes: list[_Outcome] = []
@@ -290,8 +300,7 @@ class Dispatcher:
                 continue
             done.append((item, action))
         if done:
-            async with transaction(self.database) as conn:
-                await outbox.mark_reconciled(conn, [e for item, _ in done for e in item.event_ids])
+            await guard.finish(self._mark([e for item, _ in done for e in item.event_ids]))
             now = datetime.now(UTC)
             for item, action in done:
                 outcomes.append(_Outcome(item, ok=True, action=action))

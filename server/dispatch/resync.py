@@ -16,7 +16,7 @@ from typing import Any
 import databases
 
 from protocol import events, resync, statushash, types
-from server.dispatch import metrics, wire
+from server.dispatch import guard, metrics, wire
 from server.store import status
 from server.store.db import connection
 
@@ -33,9 +33,7 @@ async def status_resync(
     publish_timeout: float = 30.0,
 ) -> int:
     """Send ``status.resync_request`` to ``consumers`` (default: every consumer with resources); returns #events."""
-    async with connection(database) as conn:
-        names = consumers if consumers is not None else await status.consumers_with_resources(conn)
-        hashes = {name: await status.hashes(conn, name) for name in names}
+    names, hashes = await guard.finish(_hashes(database, consumers))
     sent = 0
     for name in names:
         pairs = [(rid, h or statushash.EMPTY_HASH) for rid, h in hashes[name]]
@@ -52,6 +50,14 @@ async def status_resync(
     metrics.RESYNC_SENT.labels("status").inc(sent)
     log.info("status resync requested from %d consumers (%d events)", len(names), sent)
     return sent
+
+
+async def _hashes(
+    database: databases.Database, consumers: list[str] | None
+) -> tuple[list[str], dict[str, list[tuple[str, str | None]]]]:
+    async with connection(database) as conn:
+        names = consumers if consumers is not None else await status.consumers_with_resources(conn)
+        return names, {name: await status.hashes(conn, name) for name in names}
 
 
 async def on_connections(connections: AsyncIterable[Any], **kwargs: Any) -> None:

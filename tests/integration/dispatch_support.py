@@ -152,6 +152,8 @@ class SimAgent:
 
     async def _answer_status_resync(self, event: CloudEvent) -> None:
         hub = {e["resourceID"]: e["statusHash"] for e in payloads.read_status_resync(event.get_data())}
+        if not self.report_status:
+            return
         for rid, work in list(self.works.items()):
             status = {"conditions": [_condition("Applied")], "resourceStatus": []}
             if not hub or (rid in hub and hub[rid] != statushash.status_hash(status)):
@@ -246,6 +248,9 @@ class Hub:
         )
         if dispatch:
             self.start_dispatcher()
+
+    async def resynced(self) -> bool:
+        return "resynced" in self.results
 
     def start_dispatcher(self) -> None:
         self._tasks.append(asyncio.create_task(self.dispatcher.run(), name="hub:dispatch"))

@@ -79,6 +79,7 @@ async def test_create_update_delete_round_trip(
     agent = agent_for(mosquitto, mqtt_names, consumer)
     await agent.start()
     try:
+        await eventually(hub.resynced)  # NB: else the create may reach the agent as the answer to its resync.
         rid = await create(database, consumer, "cm1", source=mqtt_names.source)
         await agent.wait_for(lambda: (rid, 1) in agent.applied)
         create_event = next(e for e in agent.received if e.get_extension("resourceid") == rid)
