@@ -6,14 +6,17 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 
 import databases
 import uvicorn
 from starlette.applications import Starlette
 
+from protocol import mqtt_config
 from server import app as app_mod
-from server import embedded, health, migrate
+from server import dsn, embedded, health, migrate
+from server.dispatch import embedded_mqtt
+from server.dispatch.transport import Transport, supervise
 from server.settings import Settings
 from server.store import db as store_db
 
@@ -53,7 +56,8 @@ async def run(settings: Settings) -> int:
         database = store_db.database(url, max_size=settings.db_max_open_connections)
         await database.connect()
         try:
-            return await _serve(settings, database)
+            async with _transport(settings, database, url) as transport:
+                return await _serve(settings, database, transport)
         finally:
             await database.disconnect()
     finally:
@@ -61,10 +65,33 @@ async def run(settings: Settings) -> int:
             await asyncio.to_thread(pg.stop)
 
 
-async def _serve(settings: Settings, database: databases.Database) -> int:
+@contextlib.asynccontextmanager
+async def _transport(settings: Settings, database: databases.Database, url: str) -> AsyncIterator[Transport]:
+    """The MQTT transport as a named, supervised task (with an embedded broker when none is configured)."""
+    broker: embedded_mqtt.EmbeddedBroker | None = None
+    if settings.mqtt_config_file:
+        config = mqtt_config.load(settings.mqtt_config_file)
+    else:
+        broker = embedded_mqtt.EmbeddedBroker(port=embedded_mqtt.port_from_env())
+        await broker.start()
+        config = broker.config(settings.source_id)
+    transport = Transport(settings, database, config, dsn=dsn.plain(url))
+    task = asyncio.create_task(supervise(transport), name="transport")
+    try:
+        yield transport
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        if broker is not None:
+            await broker.stop()
+
+
+async def _serve(settings: Settings, database: databases.Database, transport: Transport) -> int:
     async def ready() -> bool:
         async with store_db.connection(database) as conn:
-            return bool(await conn.fetchval("SELECT true"))
+            db_ok = bool(await conn.fetchval("SELECT true"))
+        return db_ok and transport.connected
 
     servers = [
         _server(app_mod.create_app(settings, database=database), settings, settings.http_server_bindport),

@@ -60,10 +60,17 @@ async def _hashes(
         return names, {name: await status.hashes(conn, name) for name in names}
 
 
-async def on_connections(connections: AsyncIterable[Any], **kwargs: Any) -> None:
+async def on_connections(
+    connections: AsyncIterable[Any],
+    *,
+    database: databases.Database,
+    publisher: wire.Publisher,
+    source_id: str,
+    source_events: str,
+) -> None:
     """Run :func:`status_resync` on every item of ``connections`` (``Broker.connections()``); never raises."""
     async for link in connections:
         try:
-            await status_resync(**kwargs)
+            await status_resync(database, publisher, source_id=source_id, source_events=source_events)
         except Exception as exc:
             log.warning("status resync after link %s failed: %r", getattr(link, "generation", "?"), exc)

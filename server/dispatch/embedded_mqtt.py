@@ -1,0 +1,68 @@
+"""The development broker: amqtt in-process, used when no ``--mqtt-config-file`` is given.
+
+amqtt 0.12 speaks MQTT 3.1.1 only, so clients use structured mode and there are no shared subscriptions (the hub
+subscribes in broadcast mode). amqtt discards the sessions of anonymous clients, which would lose QoS 1 messages
+queued for an agent that is away, so anonymous access is off and every client must send a user name (any name is
+accepted: this broker listens on loopback only, for development).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+from protocol import mqtt_config
+
+log = logging.getLogger(__name__)
+
+PORT_ENV = "MAESTRO_EMBEDDED_MQTT_PORT"
+DEFAULT_PORT = 1883
+USERNAME = "maestro"
+
+
+def port_from_env() -> int:
+    raw = os.environ.get(PORT_ENV, "")
+    return int(raw) if raw.strip().isdigit() else DEFAULT_PORT
+
+
+class EmbeddedBroker:
+    def __init__(self, *, host: str = "127.0.0.1", port: int = DEFAULT_PORT) -> None:
+        self.host = host
+        self.port = port
+        self._broker: Any = None
+
+    def config(self, source_id: str) -> mqtt_config.MQTTConfig:
+        """What the hub (and a local agent, with its consumer name) uses to reach this broker."""
+        return mqtt_config.MQTTConfig(
+            host=self.host,
+            port=self.port,
+            topics=mqtt_config.TopicsConfig(
+                source_events=f"sources/{source_id}/consumers/+/sourceevents",
+                agent_events=f"sources/{source_id}/consumers/+/agentevents",
+            ),
+            username=USERNAME,
+            protocol_version=3,
+            dial_timeout=10.0,
+        )
+
+    async def start(self) -> None:
+        from amqtt.broker import Broker
+
+        # NB: amqtt and its state machine library log every packet and transition at INFO.
+        for name in ("amqtt", "transitions"):
+            logging.getLogger(name).setLevel(logging.WARNING)
+
+        self._broker = Broker(
+            {
+                "listeners": {"default": {"type": "tcp", "bind": f"{self.host}:{self.port}"}},
+                "plugins": {"amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": False}},
+            }
+        )
+        await self._broker.start()
+        log.info("embedded MQTT broker (amqtt, MQTT 3.1.1) listening on %s:%d", self.host, self.port)
+
+    async def stop(self) -> None:
+        broker, self._broker = self._broker, None
+        if broker is not None:
+            await broker.shutdown()

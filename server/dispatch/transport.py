@@ -1,0 +1,138 @@
+"""The hub's transport, composed: broker config, the MQTT connection, dispatcher, status ingest, status resync.
+
+``maestro server`` runs :meth:`Transport.run` as one supervised task. It connects (retrying with backoff while the
+broker is down: REST keeps serving and spec events wait in the outbox), then runs the dispatcher, the status
+ingest and the status resync as named tasks of one task group until cancelled. After the first link the MQTT
+adapter reconnects on its own and failed publishes back off per resource, so a broker outage costs latency only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+
+import databases
+
+from protocol import mqtt, topics
+from protocol.errors import BrokerError
+from protocol.mqtt_config import MQTTConfig
+from server.dispatch import ingest, publisher, resync
+from server.settings import Settings
+
+log = logging.getLogger(__name__)
+
+SHARE_GROUP = "statussubscribers"
+
+
+def status_subscription(config: MQTTConfig, settings: Settings) -> str:
+    """The agent-events filter, shared (``$share/statussubscribers/…``) when asked for and the broker can."""
+    configured = config.topics.agent_events
+    if configured.startswith(topics.SHARE_PREFIX):
+        return configured
+    if settings.subscription_type == "shared" and config.protocol_version == 5:
+        return topics.shared(configured, SHARE_GROUP)
+    return configured
+
+
+class Transport:
+    def __init__(
+        self,
+        settings: Settings,
+        database: databases.Database,
+        config: MQTTConfig,
+        *,
+        dsn: str | None,
+        reconnect_min: float = 1.0,
+        reconnect_max: float = 60.0,
+    ) -> None:
+        self.settings = settings
+        self.database = database
+        self.config = config
+        self.dsn = dsn
+        self.reconnect_min = reconnect_min
+        self.reconnect_max = reconnect_max
+        self.broker: mqtt.Broker | None = None
+        self.dispatcher: publisher.Dispatcher | None = None
+
+    @property
+    def connected(self) -> bool:
+        return self.broker is not None and self.broker.is_connected
+
+    async def connect(self) -> mqtt.Broker:
+        """A started broker; retries (with capped, jittered backoff) until one connects."""
+        subscription = status_subscription(self.config, self.settings)
+        attempt = 0
+        while True:
+            broker = mqtt.Broker(
+                self.config,
+                client_id=self.settings.client_id,
+                subscriptions=[subscription],
+                reconnect_min=self.reconnect_min,
+                reconnect_max=self.reconnect_max,
+            )
+            try:
+                await broker.start()
+            except BrokerError as exc:
+                attempt += 1
+                delay = min(self.reconnect_max, self.reconnect_min * 2 ** min(attempt, 20)) * (
+                    0.5 + random.random() / 2
+                )
+                log.warning(
+                    "MQTT broker %s:%d unavailable (%s); retrying in %.1fs (attempt %d)",
+                    self.config.host,
+                    self.config.port,
+                    exc,
+                    delay,
+                    attempt,
+                )
+                await asyncio.sleep(delay)
+                continue
+            log.info("hub transport connected to %s:%d, status subscription %s", *self._where(), subscription)
+            return broker
+
+    def _where(self) -> tuple[str, int]:
+        return self.config.host, self.config.port
+
+    async def run(self) -> None:
+        """Connect, then run the transport tasks until cancelled."""
+        broker = self.broker = await self.connect()
+        source_events = self.config.topics.source_events
+        self.dispatcher = publisher.Dispatcher(
+            self.database,
+            broker,
+            dsn=self.dsn,
+            source_id=self.settings.source_id,
+            source_events=source_events,
+            poll_interval=self.settings.dispatch_poll_interval,
+        )
+        status = ingest.Ingest(self.database, broker, source_id=self.settings.source_id, source_events=source_events)
+        try:
+            async with asyncio.TaskGroup() as group:
+                group.create_task(self.dispatcher.run(), name="transport:dispatcher")
+                group.create_task(status.run(broker.messages()), name="transport:status-ingest")
+                group.create_task(
+                    resync.on_connections(
+                        broker.connections(),
+                        database=self.database,
+                        publisher=broker,
+                        source_id=self.settings.source_id,
+                        source_events=source_events,
+                    ),
+                    name="transport:status-resync",
+                )
+        finally:
+            self.broker = None
+            await broker.close()
+
+
+async def supervise(transport: Transport, *, delay: float = 5.0) -> None:
+    """Run the transport; if it ever crashes (a bug), log it and start it again after ``delay``."""
+    while True:
+        try:
+            await transport.run()
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("hub transport crashed; restarting in %.0fs", delay)
+        await asyncio.sleep(delay)
