@@ -1,0 +1,120 @@
+"""Rows to spec events, status decoding and the dispatcher's round robin, without I/O."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from protocol import events, sequence, statushash, types
+from server.dispatch import ingest, publisher, wire
+from server.store.rows import ResourceRow
+
+NOW = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def row(**overrides: Any) -> ResourceRow:
+    base = ResourceRow(
+        id="r1",
+        name="r1",
+        source="maestro",
+        consumer_name="c1",
+        type="Bundle",
+        version=1,
+        payload={
+            "metadata": {"name": "custom", "labels": {"a": "b"}},
+            "data": {"manifests": [{"kind": "ConfigMap"}], "deleteOption": {"propagationPolicy": "Foreground"}},
+        },
+        status=None,
+        created_at=NOW,
+        updated_at=NOW,
+        deleted_at=None,
+    )
+    return dataclasses.replace(base, **overrides)
+
+
+@pytest.mark.parametrize(
+    ("version", "deleted_at", "resync", "action"),
+    [
+        (1, None, False, "create_request"),
+        (3, None, False, "update_request"),
+        (1, NOW, False, "delete_request"),
+        (3, NOW, False, "delete_request"),
+        (3, None, True, "resync_response"),
+        (3, NOW, True, "resync_response"),
+    ],
+)
+def test_spec_event_types(version: int, deleted_at: datetime | None, resync: bool, action: str) -> None:
+    event = wire.spec_event(row(version=version, deleted_at=deleted_at), source="maestro", resync=resync)
+    assert event.get_type() == types.manifestbundle_type("spec", action)
+    assert event.get_extension("resourceversion") == version
+    assert (event.get_extension("deletiontimestamp") is not None) is (deleted_at is not None)
+
+
+def test_spec_event_carries_the_bundle_and_metadata_named_by_id() -> None:
+    event = wire.spec_event(row(), source="src")
+    assert event.get_source() == "src"
+    assert event.get_extension("clustername") == "c1"
+    assert event.get_data() == {
+        "manifests": [{"kind": "ConfigMap"}],
+        "deleteOption": {"propagationPolicy": "Foreground"},
+        "manifestConfigs": [],
+    }
+    assert json.loads(event.get_extension("metadata")) == {"name": "r1", "labels": {"a": "b"}}
+
+
+def status(consumer: str = "c1", **ext: Any) -> Any:
+    extensions = {
+        "resourceid": "r1",
+        "resourceversion": "2",
+        "clustername": consumer,
+        "originalsource": "maestro",
+        "sequenceid": sequence.SequenceGenerator().next(),
+    }
+    extensions.update(ext)
+    conditions = [{"type": "Deleted", "status": "True", "reason": "", "message": "", "lastTransitionTime": "x"}]
+    return events.make_event(
+        type=types.manifestbundle_type("status", "update_request"),
+        source="agent",
+        data={"conditions": conditions, "resourceStatus": []},
+        extensions=extensions,
+    )
+
+
+def test_decode_status() -> None:
+    handler = ingest.Ingest(None, None, source_id="maestro", source_events="sources/maestro/consumers/+/sourceevents")  # type: ignore[arg-type]
+    report = handler.decode_status("c1", status())
+    assert report.version == 2
+    assert report.deleted
+    assert report.status_hash == statushash.status_hash(
+        {"conditions": report.conditions, "resourceStatus": report.resource_status}
+    )
+    assert set(report.stored()) == {"ObservedVersion", "SequenceID", "StatusHash", "conditions", "resourceStatus"}
+    for bad, reason in [
+        (status("c2"), "consumer_mismatch"),
+        (status(originalsource="other"), "foreign_source"),
+        (status(sequenceid="abc"), "malformed"),
+        (status(resourceversion="x1"), "malformed"),
+    ]:
+        with pytest.raises(ingest.Drop) as caught:
+            handler.decode_status("c1", bad)
+        assert caught.value.reason == reason
+
+
+def test_round_robin_serves_every_consumer_one_batch_at_a_time() -> None:
+    d = publisher.Dispatcher(None, None, dsn=None, source_id="m", source_events="s", batch_size=2)  # type: ignore[arg-type]
+    for consumer, count in (("storm", 10), ("calm", 1)):
+        queue = d._consumers[consumer] = publisher._Consumer(consumer)
+        d._order.append(consumer)
+        for n in range(count):
+            queue.items[f"{consumer}-{n}"] = publisher._Item(f"{consumer}-{n}", {n}, NOW)
+    first = d._take()
+    second = d._take()
+    assert first is not None
+    assert second is not None
+    assert [i.resource_id for i in first[1]] == ["storm-0", "storm-1"]
+    assert [i.resource_id for i in second[1]] == ["calm-0"]
+    assert d._take() is None  # NB: both consumers are busy: no consumer gets two batches in flight.
