@@ -15,10 +15,13 @@ from starlette.applications import Starlette
 from protocol import mqtt_config
 from server import app as app_mod
 from server import dsn, embedded, health, migrate
-from server.dispatch import embedded_mqtt
+from server.dispatch import embedded_mqtt, instances, listen
 from server.dispatch.transport import Transport, supervise
+from server.grpc import server as grpc_server_mod
+from server.services import watch
 from server.settings import Settings
 from server.store import db as store_db
+from server.store import logs
 
 log = logging.getLogger(__name__)
 
@@ -56,8 +59,7 @@ async def run(settings: Settings) -> int:
         database = store_db.database(url, max_size=settings.db_max_open_connections)
         await database.connect()
         try:
-            async with _transport(settings, database, url) as transport:
-                return await _serve(settings, database, transport)
+            return await _run(settings, database, url)
         finally:
             await database.disconnect()
     finally:
@@ -65,17 +67,43 @@ async def run(settings: Settings) -> int:
             await asyncio.to_thread(pg.stop)
 
 
+async def _run(settings: Settings, database: databases.Database, url: str) -> int:
+    """The background services as named tasks around the listeners; everything stops together."""
+    registry = instances.Registry(database, settings.client_id, interval=settings.heartbeat_interval)
+    feed = watch.StatusFeed(poll_interval=settings.dispatch_poll_interval)
+    background = [
+        asyncio.create_task(registry.run(), name="instance-registry"),
+        asyncio.create_task(feed.run(), name="status-feed"),
+        asyncio.create_task(listen.listen(dsn.plain(url), logs.STATUS_CHANNEL, feed.wake), name="status-listen"),
+    ]
+    grpc_server = None
+    try:
+        if settings.enable_grpc_server:
+            grpc_server, port = await grpc_server_mod.start(settings, database, feed)
+            log.info("gRPC CloudEventService listening on %s:%d", settings.server_hostname, port)
+        async with _transport(settings, database, url, registry) as transport:
+            return await _serve(settings, database, transport, registry, feed)
+    finally:
+        if grpc_server is not None:
+            await grpc_server.stop(grace=5)
+        for task in background:
+            task.cancel()
+        await asyncio.gather(*background, return_exceptions=True)
+
+
 @contextlib.asynccontextmanager
-async def _transport(settings: Settings, database: databases.Database, url: str) -> AsyncIterator[Transport]:
+async def _transport(
+    settings: Settings, database: databases.Database, url: str, registry: instances.Registry
+) -> AsyncIterator[Transport]:
     """The MQTT transport as a named, supervised task (with an embedded broker when none is configured)."""
     broker: embedded_mqtt.EmbeddedBroker | None = None
     if settings.mqtt_config_file:
         config = mqtt_config.load(settings.mqtt_config_file)
     else:
-        broker = embedded_mqtt.EmbeddedBroker(port=embedded_mqtt.port_from_env())
+        broker = embedded_mqtt.EmbeddedBroker(port=settings.embedded_mqtt_port)
         await broker.start()
         config = broker.config(settings.source_id)
-    transport = Transport(settings, database, config, dsn=dsn.plain(url))
+    transport = Transport(settings, database, config, dsn=dsn.plain(url), registry=registry)
     task = asyncio.create_task(supervise(transport), name="transport")
     try:
         yield transport
@@ -87,14 +115,20 @@ async def _transport(settings: Settings, database: databases.Database, url: str)
             await broker.stop()
 
 
-async def _serve(settings: Settings, database: databases.Database, transport: Transport) -> int:
+async def _serve(
+    settings: Settings,
+    database: databases.Database,
+    transport: Transport,
+    registry: instances.Registry,
+    feed: watch.StatusFeed,
+) -> int:
     async def ready() -> bool:
         async with store_db.connection(database) as conn:
             db_ok = bool(await conn.fetchval("SELECT true"))
-        return db_ok and transport.connected
+        return db_ok and transport.connected and registry.registered.is_set()
 
     servers = [
-        _server(app_mod.create_app(settings, database=database), settings, settings.http_server_bindport),
+        _server(app_mod.create_app(settings, database=database, feed=feed), settings, settings.http_server_bindport),
         _server(health.health_app(ready), settings, settings.health_check_server_bindport),
         _server(health.metrics_app(), settings, settings.metrics_server_bindport),
     ]
@@ -105,7 +139,8 @@ async def _serve(settings: Settings, database: databases.Database, transport: Tr
             loop.add_signal_handler(sig, stop.set)
     tasks = [asyncio.create_task(s.serve(), name=f"uvicorn:{s.config.port}") for s in servers]
     log.info(
-        "maestro server listening on %s: REST %d, health %d, metrics %d",
+        "maestro server %s listening on %s: REST %d, health %d, metrics %d",
+        settings.client_id,
         settings.server_hostname,
         settings.http_server_bindport,
         settings.health_check_server_bindport,

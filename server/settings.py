@@ -47,6 +47,7 @@ class Settings:
     mqtt_config_file: str | None = opt(
         None, "MQTT broker config file (YAML); empty runs an embedded broker", aliases=("--message-broker-config-file",)
     )
+    embedded_mqtt_port: int = opt(1883, "port of the embedded MQTT broker (used when no --mqtt-config-file)")
     subscription_type: Literal["shared", "broadcast"] = opt("shared", "how replicas share agent events")
     enable_grpc_server: bool = opt(True, "serve the gRPC CloudEventService for sources")
     grpc_server_bindport: int = opt(8090, "gRPC CloudEventService port")
@@ -57,6 +58,9 @@ class Settings:
     undelivered_resource_threshold: float = opt(600.0, "seconds without status before a spec is re-published")
     stale_delete_event_threshold: float = opt(3600.0, "seconds before an unacknowledged delete is retired")
     dispatch_poll_interval: float = opt(5.0, "seconds between dispatcher sweeps when no NOTIFY arrives")
+    dispatch_concurrency: int = opt(4, "consumers the dispatcher publishes to at the same time")
+    delete_republish_interval: float = opt(60.0, "seconds between re-publishes of an unconfirmed delete")
+    maintenance_interval: float = opt(120.0, "seconds between repair rounds (undelivered, deletes, retention)")
     status_event_retention: float = opt(7 * 24 * 3600.0, "seconds the event logs keep history")
 
     # Logging

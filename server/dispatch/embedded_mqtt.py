@@ -9,21 +9,14 @@ accepted: this broker listens on loopback only, for development).
 from __future__ import annotations
 
 import logging
-import os
 from typing import Any
 
 from protocol import mqtt_config
 
 log = logging.getLogger(__name__)
 
-PORT_ENV = "MAESTRO_EMBEDDED_MQTT_PORT"
 DEFAULT_PORT = 1883
 USERNAME = "maestro"
-
-
-def port_from_env() -> int:
-    raw = os.environ.get(PORT_ENV, "")
-    return int(raw) if raw.strip().isdigit() else DEFAULT_PORT
 
 
 class EmbeddedBroker:

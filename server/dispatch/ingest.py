@@ -23,6 +23,7 @@ consumer has no resources at all.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -88,8 +89,11 @@ class Ingest:
         source_events: str,
         max_message_size: int = cloudevents_mqtt.DEFAULT_MAX_SIZE,
         publish_timeout: float = 30.0,
+        owns: Callable[[str], bool] | None = None,
     ) -> None:
         self.database = database
+        self.owns = owns
+        """With broadcast subscriptions every replica receives everything: only the consumer's owner handles it."""
         self.publisher = publisher
         self.source_id = source_id
         self.source_events = source_events
@@ -124,6 +128,9 @@ class Ingest:
             raise Drop("bad_topic", str(exc)) from None
         if parts.kind != topics.AGENT_EVENTS or parts.source != self.source_id:
             raise Drop("bad_topic", f"not an agent-events topic of source {self.source_id!r}")
+        if self.owns is not None and not self.owns(parts.consumer):
+            metrics.NOT_OWNER.inc()
+            return "not_owner"
         try:
             event = cloudevents_mqtt.decode(received.message)
             kind = types.event_type(event)

@@ -21,15 +21,12 @@ import logging
 from collections.abc import Iterable
 
 import databases
-from prometheus_client import Gauge
 
+from server.dispatch import metrics
 from server.store import consumers, instances
 from server.store.db import connection, transaction
 
 log = logging.getLogger(__name__)
-
-LIVE_REPLICAS = Gauge("server_instances_live", "Live hub replicas as this replica sees them")
-OWNED_CONSUMERS = Gauge("server_instance_owned_consumers", "Consumers this replica owns")
 
 
 def owner(consumer: str, members: Iterable[str]) -> str | None:
@@ -87,8 +84,8 @@ class Registry:
                 self.members = members
                 self._gained |= after - before
                 self.changed.set()
-                OWNED_CONSUMERS.set(len(after))
-        LIVE_REPLICAS.set(len(self.members))
+                metrics.OWNED_CONSUMERS.set(len(after))
+        metrics.LIVE_REPLICAS.set(len(self.members))
         self.registered.set()
 
     async def run(self) -> None:

@@ -17,3 +17,13 @@ QUEUED = Gauge("maestro_dispatch_queued_resources", "dirty resources queued in t
 STATUS_ACCEPTED = Counter("maestro_status_accepted", "agent status events stored", ["kind"])
 STATUS_DROPPED = Counter("maestro_status_dropped", "agent events dropped by the status ingest", ["reason"])
 RESYNC_SENT = Counter("maestro_resync_events_sent", "resync events sent to agents", ["kind"])
+NOT_OWNER = Counter("maestro_status_not_owner", "agent events left to the consumer's owner (broadcast subscriptions)")
+UNDELIVERED_REPUBLISHED = Counter(
+    "spec_controller_undelivered_resources_republished", "resources without status re-published after the threshold"
+)
+DELETES_REPUBLISHED = Counter("maestro_deletes_republished", "unconfirmed deletes published again")
+DELETES_RETIRED = Counter(
+    "spec_controller_stale_delete_events_reconciled", "deletes no agent confirmed within the threshold, retired"
+)
+LIVE_REPLICAS = Gauge("server_instances_live", "live hub replicas as this replica sees them")
+OWNED_CONSUMERS = Gauge("server_instance_owned_consumers", "consumers this replica owns")

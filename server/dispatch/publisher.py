@@ -27,6 +27,7 @@ import dataclasses
 import logging
 import random
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 import databases
@@ -85,8 +86,11 @@ class Dispatcher:
         publish_timeout: float = 30.0,
         backoff_min: float = 0.5,
         backoff_max: float = 30.0,
+        owns: Callable[[str], bool] | None = None,
     ) -> None:
         self.database = database
+        self.owns = owns
+        """Which consumers this replica publishes for (all when None): see :mod:`server.dispatch.instances`."""
         self.publisher = publisher
         self.dsn = dsn
         self.source_id = source_id
@@ -139,6 +143,12 @@ class Dispatcher:
     async def sweep(self) -> int:
         """Read pending work into the queues; returns how many resources were newly queued."""
         dirty = await guard.finish(self._pending())
+        if self.owns is not None:
+            owns = self.owns
+            dirty = [d for d in dirty if owns(d.consumer_name)]
+            for name, held in self._consumers.items():
+                if not owns(name):  # NB: handed over to another replica; its events stay pending for the owner.
+                    held.items.clear()
         self.sweeps += 1
         self._rescan = False
         added = 0

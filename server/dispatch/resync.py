@@ -10,7 +10,7 @@ nothing yet is not asked to re-send nothing.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterable
+from collections.abc import AsyncIterable, Callable
 from typing import Any
 
 import databases
@@ -67,10 +67,16 @@ async def on_connections(
     publisher: wire.Publisher,
     source_id: str,
     source_events: str,
+    owns: Callable[[str], bool] | None = None,
 ) -> None:
-    """Run :func:`status_resync` on every item of ``connections`` (``Broker.connections()``); never raises."""
+    """Run :func:`status_resync` on every item of ``connections`` (``Broker.connections()``) for the consumers
+    this replica owns (all without ``owns``); never raises."""
     async for link in connections:
         try:
-            await status_resync(database, publisher, source_id=source_id, source_events=source_events)
+            names = None
+            if owns is not None:
+                async with connection(database) as conn:
+                    names = [n for n in await status.consumers_with_resources(conn) if owns(n)]
+            await status_resync(database, publisher, source_id=source_id, source_events=source_events, consumers=names)
         except Exception as exc:
             log.warning("status resync after link %s failed: %r", getattr(link, "generation", "?"), exc)

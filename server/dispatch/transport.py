@@ -17,7 +17,7 @@ import databases
 from protocol import mqtt, topics
 from protocol.errors import BrokerError
 from protocol.mqtt_config import MQTTConfig
-from server.dispatch import ingest, publisher, resync
+from server.dispatch import ingest, instances, maintenance, publisher, resync
 from server.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -43,6 +43,7 @@ class Transport:
         config: MQTTConfig,
         *,
         dsn: str | None,
+        registry: instances.Registry | None = None,
         reconnect_min: float = 1.0,
         reconnect_max: float = 60.0,
     ) -> None:
@@ -50,6 +51,7 @@ class Transport:
         self.database = database
         self.config = config
         self.dsn = dsn
+        self.registry = registry
         self.reconnect_min = reconnect_min
         self.reconnect_max = reconnect_max
         self.broker: mqtt.Broker | None = None
@@ -58,6 +60,11 @@ class Transport:
     @property
     def connected(self) -> bool:
         return self.broker is not None and self.broker.is_connected
+
+    @property
+    def broadcast(self) -> bool:
+        """Every replica receives every agent event (no shared subscription): only owners may handle them."""
+        return not status_subscription(self.config, self.settings).startswith(topics.SHARE_PREFIX)
 
     async def connect(self) -> mqtt.Broker:
         """A started broker; retries (with capped, jittered backoff) until one connects."""
@@ -98,6 +105,7 @@ class Transport:
         """Connect, then run the transport tasks until cancelled."""
         broker = self.broker = await self.connect()
         source_events = self.config.topics.source_events
+        owns = self.registry.owns if self.registry is not None else None
         self.dispatcher = publisher.Dispatcher(
             self.database,
             broker,
@@ -105,12 +113,30 @@ class Transport:
             source_id=self.settings.source_id,
             source_events=source_events,
             poll_interval=self.settings.dispatch_poll_interval,
+            concurrency=self.settings.dispatch_concurrency,
+            owns=owns,
         )
-        status = ingest.Ingest(self.database, broker, source_id=self.settings.source_id, source_events=source_events)
+        status = ingest.Ingest(
+            self.database,
+            broker,
+            source_id=self.settings.source_id,
+            source_events=source_events,
+            owns=owns if self.broadcast else None,
+        )
+        repairs = maintenance.Maintenance(
+            self.database,
+            owns=owns,
+            interval=self.settings.maintenance_interval,
+            undelivered_threshold=self.settings.undelivered_resource_threshold,
+            delete_republish_interval=self.settings.delete_republish_interval,
+            stale_delete_threshold=self.settings.stale_delete_event_threshold,
+            retention=self.settings.status_event_retention,
+        )
         try:
             async with asyncio.TaskGroup() as group:
                 group.create_task(self.dispatcher.run(), name="transport:dispatcher")
                 group.create_task(status.run(broker.messages()), name="transport:status-ingest")
+                group.create_task(repairs.run(), name="transport:maintenance")
                 group.create_task(
                     resync.on_connections(
                         broker.connections(),
@@ -118,12 +144,39 @@ class Transport:
                         publisher=broker,
                         source_id=self.settings.source_id,
                         source_events=source_events,
+                        owns=owns,
                     ),
                     name="transport:status-resync",
                 )
+                if self.registry is not None:
+                    group.create_task(self._takeovers(broker, source_events), name="transport:takeover")
         finally:
             self.broker = None
             await broker.close()
+
+    async def _takeovers(self, broker: mqtt.Broker, source_events: str) -> None:
+        """When the replica set changes: publish what the new owner now must (its consumers' pending events) and
+        ask the agents of consumers taken over for their status, which their old owner may not have stored."""
+        assert self.registry is not None
+        while True:
+            await self.registry.changed.wait()
+            self.registry.changed.clear()
+            if self.dispatcher is not None:
+                self.dispatcher.wake.set()
+            gained = sorted(self.registry.take_gained())
+            if not gained:
+                continue
+            log.info("took over %d consumers: %s", len(gained), ", ".join(gained[:20]))
+            try:
+                await resync.status_resync(
+                    self.database,
+                    broker,
+                    source_id=self.settings.source_id,
+                    source_events=source_events,
+                    consumers=gained,
+                )
+            except Exception as exc:  # NB: the next link or takeover resyncs again; never stop the transport.
+                log.warning("status resync of taken-over consumers failed: %r", exc)
 
 
 async def supervise(transport: Transport, *, delay: float = 5.0) -> None:

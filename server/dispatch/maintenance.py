@@ -1,0 +1,160 @@
+"""Periodic repairs that make delivery converge when messages or agents go missing.
+
+Every ``interval`` (±25 % jitter), for the consumers this replica owns:
+
+* **Undelivered specs.** A live resource whose agent has not reported its current version for
+  ``undelivered_threshold`` seconds is published again (a new spec event at the same version), at most once per
+  threshold. Agents drop what they already have, so a spurious re-publish costs one message.
+* **Unconfirmed deletes.** A resource being deleted whose agent has not confirmed is sent its delete again every
+  ``delete_republish_interval`` seconds — and after ``stale_delete_threshold`` seconds the hub stops waiting: the
+  row is removed with a ``StatusDelete`` event whose condition ``Deleted=Unknown`` (reason ``DeleteRetired``) says
+  that no agent confirmed. If that agent comes back, its spec resync lists the work, the hub no longer has it, and
+  the agent is told to delete it: nothing is orphaned.
+* **Retention.** Reconciled spec events and status events older than ``retention`` are dropped.
+
+Each repair is logged with the resource id and counted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+import databases
+
+from server.dispatch import guard, metrics
+from server.store import logs, maintenance, resources
+from server.store.db import connection, transaction
+
+log = logging.getLogger(__name__)
+
+
+class Maintenance:
+    def __init__(
+        self,
+        database: databases.Database,
+        *,
+        owns: Callable[[str], bool] | None = None,
+        interval: float = 120.0,
+        undelivered_threshold: float = 600.0,
+        delete_republish_interval: float = 60.0,
+        stale_delete_threshold: float = 3600.0,
+        retention: float = 7 * 24 * 3600.0,
+    ) -> None:
+        self.database = database
+        self.owns = owns or (lambda _: True)
+        self.interval = interval
+        self.undelivered_threshold = undelivered_threshold
+        self.delete_republish_interval = delete_republish_interval
+        self.stale_delete_threshold = stale_delete_threshold
+        self.retention = retention
+
+    async def run(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval * (0.75 + random.random() / 2))
+            try:
+                await guard.finish(self.once())
+            except Exception as exc:  # NB: a failed round is retried at the next one.
+                log.warning("maintenance round failed: %r", exc)
+
+    async def once(self) -> dict[str, int]:
+        return {
+            "retired": await self.retire_stale_deletes(),
+            "deletes_republished": await self.republish_deletes(),
+            "undelivered_republished": await self.republish_undelivered(),
+            "pruned": await self.prune(),
+        }
+
+    async def republish_undelivered(self) -> int:
+        async with transaction(self.database) as conn:
+            due = [
+                c
+                for c in await maintenance.undelivered(conn, older_than=self.undelivered_threshold)
+                if self.owns(c.consumer_name)
+            ]
+            await maintenance.append_events(
+                conn, [(c.id, c.consumer_name, "Create" if c.version == 1 else "Update", c.version) for c in due]
+            )
+        for c in due:
+            log.warning(
+                "resource %s on consumer %s has no status for version %d after %.0fs: publishing it again",
+                c.id,
+                c.consumer_name,
+                c.version,
+                self.undelivered_threshold,
+            )
+        metrics.UNDELIVERED_REPUBLISHED.inc(len(due))
+        return len(due)
+
+    async def republish_deletes(self) -> int:
+        async with transaction(self.database) as conn:
+            due = [
+                c
+                for c in await maintenance.unconfirmed_deletes(conn, quiet_for=self.delete_republish_interval)
+                if self.owns(c.consumer_name)
+            ]
+            await maintenance.append_events(conn, [(c.id, c.consumer_name, "Delete", c.version) for c in due])
+        for c in due:
+            log.info(
+                "delete of resource %s on consumer %s not confirmed yet: publishing it again", c.id, c.consumer_name
+            )
+        metrics.DELETES_REPUBLISHED.inc(len(due))
+        return len(due)
+
+    async def retire_stale_deletes(self) -> int:
+        async with connection(self.database) as conn:
+            due = [
+                c
+                for c in await maintenance.stale_deletes(conn, older_than=self.stale_delete_threshold)
+                if self.owns(c.consumer_name)
+            ]
+        retired = 0
+        for c in due:
+            async with transaction(self.database) as conn:
+                row = await resources.get(conn, c.id, lock=True)
+                if row is None or row.deleted_at is None:
+                    continue
+                now = datetime.now(UTC).isoformat().replace("+00:00", "Z")
+                status = {
+                    **(row.status or {}),
+                    "conditions": [
+                        {
+                            "type": "Deleted",
+                            "status": "Unknown",
+                            "reason": "DeleteRetired",
+                            "lastTransitionTime": now,
+                            "message": f"no agent confirmed the delete within {self.stale_delete_threshold:.0f}s;"
+                            " the hub stopped waiting",
+                        }
+                    ],
+                }
+                await logs.append_status_event(
+                    conn,
+                    resource_id=row.id,
+                    resource_source=row.source,
+                    resource_type=row.type,
+                    consumer_name=row.consumer_name,
+                    event_type="StatusDelete",
+                    version=row.version,
+                    status=status,
+                    payload=row.payload,
+                )
+                await maintenance.reconcile_events_of(conn, row.id)
+                await resources.hard_delete(conn, row.id)
+                retired += 1
+            log.warning(
+                "delete of resource %s on consumer %s retired: no agent confirmed it within %.0fs",
+                c.id,
+                c.consumer_name,
+                self.stale_delete_threshold,
+            )
+        metrics.DELETES_RETIRED.inc(retired)
+        return retired
+
+    async def prune(self) -> int:
+        async with transaction(self.database) as conn:
+            dropped = await maintenance.prune(conn, older_than=self.retention)
+        return sum(dropped.values())
