@@ -41,8 +41,9 @@ async def test_readme_walkthrough(client: httpx.AsyncClient) -> None:
     empty_resources = await client.get("/api/maestro/v1/resources")
     assert empty_resources.json() == {"items": [], "kind": "ResourceList", "page": 1, "size": 0, "total": 0}
 
-    posted = await client.post("/api/maestro/v1/resources",
-                               json={"consumer_name": "cluster1", "version": 1, "manifest": NGINX})
+    posted = await client.post(
+        "/api/maestro/v1/resources", json={"consumer_name": "cluster1", "version": 1, "manifest": NGINX}
+    )
     assert posted.status_code == 201, posted.text
     resource = posted.json()
     assert resource["kind"] == "Resource"
@@ -77,7 +78,11 @@ async def test_api_metadata_and_unknown_paths(client: httpx.AsyncClient) -> None
     missing = await client.get("/api/maestro/v1/nothing-here", headers={"X-Operation-ID": "op-123"})
     assert missing.status_code == 404
     assert missing.json() == {
-        "kind": "Error", "id": "7", "href": "/api/maestro/v1/errors/7", "code": "maestro-7",
-        "reason": "The requested resource '/api/maestro/v1/nothing-here' doesn't exist", "operation_id": "op-123",
+        "kind": "Error",
+        "id": "7",
+        "href": "/api/maestro/v1/errors/7",
+        "code": "maestro-7",
+        "reason": "The requested resource '/api/maestro/v1/nothing-here' doesn't exist",
+        "operation_id": "op-123",
     }
     assert missing.headers["X-Operation-ID"] == "op-123"

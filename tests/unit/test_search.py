@@ -55,16 +55,12 @@ def compile_(text: str, *, first_param: int = 1) -> tuple[str, list[object]]:
             ["a", "b", "c"],
             id="in-many",
         ),
-        pytest.param(
-            "name not in ('a','b')", "(resources.name NOT IN ($1::text, $2::text))", ["a", "b"], id="not-in"
-        ),
+        pytest.param("name not in ('a','b')", "(resources.name NOT IN ($1::text, $2::text))", ["a", "b"], id="not-in"),
         pytest.param("version < 3", "(resources.version < $1::bigint)", [3], id="lt"),
         pytest.param("version <= 3", "(resources.version <= $1::bigint)", [3], id="le"),
         pytest.param("version > 3", "(resources.version > $1::bigint)", [3], id="gt"),
         pytest.param("version >= -3", "(resources.version >= $1::bigint)", [-3], id="ge-negative"),
-        pytest.param(
-            "version in (1, '2')", "(resources.version IN ($1::bigint, $2::bigint))", [1, 2], id="in-int"
-        ),
+        pytest.param("version in (1, '2')", "(resources.version IN ($1::bigint, $2::bigint))", [1, 2], id="in-int"),
         pytest.param("deleted_at is null", "(resources.deleted_at IS NULL)", [], id="is-null"),
         pytest.param("deleted_at IS NOT NULL", "(resources.deleted_at IS NOT NULL)", [], id="is-not-null"),
         pytest.param("deleted_at = null", "(resources.deleted_at IS NULL)", [], id="eq-null"),
@@ -95,19 +91,15 @@ def test_comparisons(text: str, sql: str, params: list[object]) -> None:
         pytest.param(
             "name = 'a' and id = 'b'", "((resources.name = $1::text) AND (resources.id = $2::text))", id="and"
         ),
-        pytest.param(
-            "name = 'a' or id = 'b'", "((resources.name = $1::text) OR (resources.id = $2::text))", id="or"
-        ),
+        pytest.param("name = 'a' or id = 'b'", "((resources.name = $1::text) OR (resources.id = $2::text))", id="or"),
         pytest.param(
             "name = 'a' or id = 'b' and version = 1",
-            "((resources.name = $1::text) OR"
-            " ((resources.id = $2::text) AND (resources.version = $3::bigint)))",
+            "((resources.name = $1::text) OR ((resources.id = $2::text) AND (resources.version = $3::bigint)))",
             id="and-binds-tighter-than-or",
         ),
         pytest.param(
             "(name = 'a' or id = 'b') and version = 1",
-            "(((resources.name = $1::text) OR (resources.id = $2::text))"
-            " AND (resources.version = $3::bigint))",
+            "(((resources.name = $1::text) OR (resources.id = $2::text)) AND (resources.version = $3::bigint))",
             id="parentheses-override",
         ),
         pytest.param(
@@ -201,8 +193,7 @@ def test_first_param_must_be_positive() -> None:
         ),
         pytest.param(
             "payload->'metadata'->'labels'->>'a'<>'b' and payload->'metadata'->'labels'->>'c'<>'d'",
-            "(((resources.payload #>> $1::text[]) <> $2::text)"
-            " AND ((resources.payload #>> $3::text[]) <> $4::text))",
+            "(((resources.payload #>> $1::text[]) <> $2::text) AND ((resources.payload #>> $3::text[]) <> $4::text))",
             [["metadata", "labels", "a"], "b", ["metadata", "labels", "c"], "d"],
             id="go-client-not-equals",
         ),
@@ -450,9 +441,7 @@ def test_order_by_rejections(text: str, message: str) -> None:
 
 # -- Properties -----------------------------------------------------------------------------------------
 
-_IDENTIFIERS = sorted(
-    {c.sql for c in SCHEMA.columns.values()} | set(SCHEMA.jsonb.values()), key=len, reverse=True
-)
+_IDENTIFIERS = sorted({c.sql for c in SCHEMA.columns.values()} | set(SCHEMA.jsonb.values()), key=len, reverse=True)
 _SQL_TOKEN = re.compile(
     "|".join(
         [
