@@ -51,6 +51,7 @@ class Registry:
         self.changed = asyncio.Event()
         """Set whenever the membership changes; whoever reacts clears it."""
         self._gained: set[str] = set()
+        self._departed = False
 
     def owns(self, consumer: str) -> bool:
         # NB: before the first heartbeat the replica owns nothing, so it never publishes for a consumer that a
@@ -61,6 +62,11 @@ class Registry:
         """Consumers this replica took over since the last call."""
         gained, self._gained = self._gained, set()
         return gained
+
+    def take_departed(self) -> bool:
+        """Whether a replica left the live set since the last call."""
+        departed, self._departed = self._departed, False
+        return departed
 
     async def beat(self) -> None:
         """One heartbeat and one membership refresh."""
@@ -81,6 +87,7 @@ class Registry:
                     len(after),
                     len(after - before),
                 )
+                self._departed |= bool(set(self.members) - set(members))
                 self.members = members
                 self._gained |= after - before
                 self.changed.set()

@@ -9,6 +9,7 @@ adapter reconnects on its own and failed publishes back off per resource, so a b
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import random
 
@@ -19,6 +20,8 @@ from protocol.errors import BrokerError
 from protocol.mqtt_config import MQTTConfig
 from server.dispatch import ingest, instances, maintenance, publisher, resync
 from server.settings import Settings
+from server.store import status
+from server.store.db import connection
 
 log = logging.getLogger(__name__)
 
@@ -69,10 +72,16 @@ class Transport:
     async def connect(self) -> mqtt.Broker:
         """A started broker; retries (with capped, jittered backoff) until one connects."""
         subscription = status_subscription(self.config, self.settings)
+        config = self.config
+        if not self.broadcast:
+            # NB: a persistent session stays a member of the shared group while its replica is dead, and the
+            # broker keeps queueing that member's share of every consumer's status events for it: a clean
+            # session leaves the group when the link drops. What is missed meanwhile, status resync recovers.
+            config = dataclasses.replace(config, session_expiry=0)
         attempt = 0
         while True:
             broker = mqtt.Broker(
-                self.config,
+                config,
                 client_id=self.settings.client_id,
                 subscriptions=[subscription],
                 reconnect_min=self.reconnect_min,
@@ -164,16 +173,24 @@ class Transport:
             if self.dispatcher is not None:
                 self.dispatcher.wake.set()
             gained = sorted(self.registry.take_gained())
-            if not gained:
+            departed = self.registry.take_departed()
+            if not gained and not (departed and not self.broadcast):
                 continue
             log.info("took over %d consumers: %s", len(gained), ", ".join(gained[:20]))
             try:
+                asked = gained
+                if departed and not self.broadcast:
+                    # NB: with a shared subscription the departed replica got its share of every consumer's
+                    # status events; those it had not stored are lost whoever owns the consumer, so ask the
+                    # agents of all the consumers this replica owns.
+                    async with connection(self.database) as conn:
+                        asked = [n for n in await status.consumers_with_resources(conn) if self.registry.owns(n)]
                 await resync.status_resync(
                     self.database,
                     broker,
                     source_id=self.settings.source_id,
                     source_events=source_events,
-                    consumers=gained,
+                    consumers=asked,
                 )
             except Exception as exc:  # NB: the next link or takeover resyncs again; never stop the transport.
                 log.warning("status resync of taken-over consumers failed: %r", exc)

@@ -1,4 +1,5 @@
-"""Dispatch test support: a small simulated agent and an in-process hub (dispatcher, ingest, status resync).
+"""Dispatch test support: a small simulated agent, an in-process hub (dispatcher, ingest, status resync) and the
+hub as a real ``maestro server`` subprocess (:class:`HubProcess`).
 
 The agent is independent of ``agent/simulator.py`` so these tests do not move when the simulator does.
 
@@ -13,12 +14,18 @@ import asyncio
 import contextlib
 import dataclasses
 import itertools
+import signal
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
+import httpx
 from cloudevents.core.v1.event import CloudEvent
 
 from protocol import cloudevents_mqtt, events, mqtt, payloads, resync, sequence, statushash, topics, types
 from protocol.mqtt_config import MQTTConfig
+from tests.fixtures.postgres import free_port
 
 
 @dataclasses.dataclass
@@ -36,6 +43,8 @@ class SimAgent:
         self.works: dict[str, Work] = {}
         self.received: list[CloudEvent] = []
         self.applied: list[tuple[str, int]] = []
+        self.spec_versions: dict[str, list[int]] = {}
+        """Per resource, the version of every non-delete spec event received for this consumer, in order."""
         self.deleted: list[str] = []
         self.stale: list[tuple[str, int]] = []
         self.status_resyncs = 0
@@ -121,6 +130,7 @@ class SimAgent:
                 await self._report(rid, version, _condition("Deleted"))
             return
         version = types.int_extension(event, types.EXT_RESOURCE_VERSION)
+        self.spec_versions.setdefault(rid, []).append(version)
         current = self.works.get(rid)
         if current is not None and version <= current.version:
             if version < current.version:
@@ -263,3 +273,132 @@ class Hub:
                 await task
         self._tasks = []
         await self.broker.close()
+
+
+API = "/api/maestro/v1"
+
+
+def write_mqtt_config(path: Path, *, host: str, port: int, source: str, extra: str = "") -> Path:
+    """A broker config file (upstream's YAML format) with upstream's topic layout for ``source``."""
+    path.write_text(
+        f"brokerHost: {host}:{port}\n{extra}"
+        "topics:\n"
+        f"  sourceEvents: sources/{source}/consumers/+/sourceevents\n"
+        f"  agentEvents: sources/{source}/consumers/+/agentevents\n"
+    )
+    return path
+
+
+class HubProcess:
+    """``python -m server.cli server`` on free 127.0.0.1 ports; started and stopped by PID (SIGTERM or SIGKILL).
+
+    :meth:`start` again after :meth:`kill` restarts it on the same ports, appending to the same log.
+    """
+
+    def __init__(
+        self,
+        *,
+        db_url: str,
+        mqtt_config_file: Path,
+        source: str,
+        client_id: str,
+        log: Path,
+        args: tuple[str, ...] = (),
+    ) -> None:
+        self.http, self.health, self.metrics = free_port(), free_port(), free_port()
+        self.client_id = client_id
+        self.log = log
+        self.argv = [
+            sys.executable, "-m", "server.cli", "server",
+            "--db-url", db_url,
+            "--mqtt-config-file", str(mqtt_config_file),
+            "--source-id", source,
+            "--client-id", client_id,
+            "--disable-auth",
+            "--no-enable-grpc-server",
+            "--http-server-bindport", str(self.http),
+            "--health-check-server-bindport", str(self.health),
+            "--metrics-server-bindport", str(self.metrics),
+            "--dispatch-poll-interval", "1",
+            *args,
+        ]  # fmt: skip
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def api(self) -> str:
+        return f"http://127.0.0.1:{self.http}{API}"
+
+    @property
+    def pid(self) -> int:
+        assert self.process is not None
+        return self.process.pid
+
+    def start(self) -> None:
+        assert self.process is None or self.process.poll() is not None
+        with self.log.open("ab") as out:
+            self.process = subprocess.Popen(self.argv, stdout=out, stderr=subprocess.STDOUT)
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown code runs (the instance row stays, in-flight publishes are lost)."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait(timeout=30)
+
+    def stop(self) -> int | None:
+        """SIGTERM, SIGKILL if it does not exit in 30 s; returns the exit code."""
+        if self.process is None:
+            return None
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        return self.process.returncode
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+    async def wait_ready(self, *, timeout: float = 60.0) -> None:
+        """Until ``/healthcheck`` answers 200 (database, broker link and instance registration are up)."""
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{self.health}") as client:
+
+            async def ready() -> bool:
+                if self.process is None or self.process.poll() is not None:
+                    raise AssertionError(f"maestro server exited early:\n{self.output()}")
+                try:
+                    return (await client.get("/healthcheck")).status_code == 200
+                except httpx.TransportError:
+                    return False
+
+            await eventually(ready, timeout=timeout, interval=0.1)
+
+    async def metric(self, name: str) -> float:
+        """The sum of the samples of Prometheus metric ``name`` (all label sets) on the metrics port."""
+        async with httpx.AsyncClient() as client:
+            text = (await client.get(f"http://127.0.0.1:{self.metrics}/metrics")).text
+        total = 0.0
+        for line in text.splitlines():
+            if line.startswith(name) and line[len(name) : len(name) + 1] in (" ", "{"):
+                total += float(line.rsplit(" ", 1)[1])
+        return total
+
+
+async def until_done(
+    client: httpx.AsyncClient, method: str, url: str, *, ok: tuple[int, ...], json: Any = None, timeout: float = 90.0
+) -> httpx.Response:
+    """Send an idempotent request until it gets one of the ``ok`` statuses, riding out a hub that is down
+    (connection refused, a reset mid-request, 5xx) for up to ``timeout`` seconds."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        try:
+            response = await client.request(method, url, json=json)
+            if response.status_code in ok:
+                return response
+            if response.status_code < 500:
+                raise AssertionError(f"{method} {url}: {response.status_code} {response.text}")
+        except httpx.TransportError:
+            pass
+        if asyncio.get_running_loop().time() > deadline:
+            raise TimeoutError(f"{method} {url} did not succeed within {timeout}s")
+        await asyncio.sleep(0.1)
