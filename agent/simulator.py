@@ -87,8 +87,12 @@ class SimulatedAgent:
         failure_rate: float = 0.0,
         seed: int | None = None,
         broker_options: dict[str, Any] | None = None,
+        on_event: Callable[[CloudEvent], None] | None = None,
     ) -> None:
         self.consumer = consumer
+        self.on_event = on_event
+        """Called with every well-formed event received, before it is handled (tests and benchmarks use it to
+        record what arrived when)."""
         self.source = source
         self.agent_id = f"{consumer}-work-agent"
         self.config = config
@@ -169,6 +173,8 @@ class SimulatedAgent:
                 logger.warning("simulator %s: dropped malformed message on %s: %s", self.consumer, item.topic, exc)
                 self._notify()
                 continue
+            if self.on_event is not None:
+                self.on_event(event)
             if event_type.subresource == types.SPEC:
                 rid = event.get_extension(types.EXT_RESOURCE_ID)
                 lock = self._locks.setdefault(str(rid), asyncio.Lock())

@@ -22,6 +22,7 @@ consumer has no resources at all.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -41,6 +42,7 @@ from server.store.rows import ResourceRow
 log = logging.getLogger(__name__)
 
 STATUS_ACTIONS = frozenset({types.UPDATE_REQUEST, types.RESYNC_RESPONSE})
+_RESOURCE_ID_PROPERTIES = frozenset({cloudevents_mqtt.CE_PREFIX + types.EXT_RESOURCE_ID, types.EXT_RESOURCE_ID})
 
 
 class Drop(Exception):
@@ -90,8 +92,12 @@ class Ingest:
         max_message_size: int = cloudevents_mqtt.DEFAULT_MAX_SIZE,
         publish_timeout: float = 30.0,
         owns: Callable[[str], bool] | None = None,
+        concurrency: int = 8,
     ) -> None:
         self.database = database
+        self.concurrency = max(1, concurrency)
+        """Messages handled at once: each status is a transaction of a few round trips, one at a time caps
+        ingest at a few hundred per second. Messages of one resource stay in order (one worker per resource)."""
         self.owns = owns
         """With broadcast subscriptions every replica receives everything: only the consumer's owner handles it."""
         self.publisher = publisher
@@ -101,9 +107,23 @@ class Ingest:
         self.publish_timeout = publish_timeout
 
     async def run(self, messages: Any) -> None:
-        """Handle every item of the async iterator ``messages`` (e.g. ``Broker.messages()``)."""
-        async for received in messages:
-            await self.handle(received)
+        """Handle every item of the async iterator ``messages`` (e.g. ``Broker.messages()``), ``concurrency`` at
+        a time; those of one resource (of one topic when the resource id is not a message property) in order."""
+        queues: list[asyncio.Queue[Received | None]] = [asyncio.Queue(maxsize=16) for _ in range(self.concurrency)]
+
+        async def worker(queue: asyncio.Queue[Received | None]) -> None:
+            while (received := await queue.get()) is not None:
+                await self.handle(received)
+
+        async with asyncio.TaskGroup() as group:
+            for n, queue in enumerate(queues):
+                group.create_task(worker(queue), name=f"ingest:worker-{n}")
+            async for received in messages:
+                # NB: a full queue blocks this loop, so the broker's inbox (and its PUBACK window) still bounds
+                # what the hub holds.
+                await queues[hash(_shard_key(received)) % len(queues)].put(received)
+            for queue in queues:
+                await queue.put(None)
 
     async def handle(self, received: Received) -> str:
         """Handle one message; returns ``"accepted"``, ``"resynced"`` or the drop reason. Never raises."""
@@ -276,6 +296,14 @@ class Ingest:
 async def _rows_of(database: databases.Database, consumer: str) -> list[ResourceRow]:
     async with connection(database) as conn:
         return await resources.for_consumer(conn, consumer)
+
+
+def _shard_key(received: Received) -> str:
+    """The resource id from the binary-mode properties, else the topic (one consumer, in order)."""
+    for item in received.message.user_properties:
+        if len(item) == 2 and str(item[0]).lower() in _RESOURCE_ID_PROPERTIES:
+            return str(item[1])
+    return received.topic
 
 
 def _data(event: CloudEvent) -> dict[str, Any]:
