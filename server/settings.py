@@ -49,6 +49,9 @@ class Settings:
     )
     embedded_mqtt_port: int = opt(1883, "port of the embedded MQTT broker (used when no --mqtt-config-file)")
     subscription_type: Literal["shared", "broadcast"] = opt("shared", "how replicas share agent events")
+    mqtt_max_packet_bytes: int = opt(
+        512 * 1024, "largest MQTT message handled; resync payloads are batched below it (Azure Event Grid: 512 KiB)"
+    )
     enable_grpc_server: bool = opt(True, "serve the gRPC CloudEventService for sources")
     grpc_server_bindport: int = opt(8090, "gRPC CloudEventService port")
     grpc_tls_cert_file: str | None = opt(None, "gRPC server certificate (enables TLS)")

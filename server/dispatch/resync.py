@@ -31,6 +31,7 @@ async def status_resync(
     source_events: str,
     consumers: list[str] | None = None,
     publish_timeout: float = 30.0,
+    max_bytes: int = resync.DEFAULT_MAX_BYTES,
 ) -> int:
     """Send ``status.resync_request`` to ``consumers`` (default: every consumer with resources); returns #events."""
     names, hashes = await guard.finish(_hashes(database, consumers))
@@ -38,7 +39,7 @@ async def status_resync(
     for name in names:
         pairs = [(rid, h or statushash.EMPTY_HASH) for rid, h in hashes[name]]
         topic = wire.source_events_topic(source_events, source=source_id, consumer=name)
-        for data in resync.status_resync_payloads(pairs):
+        for data in resync.status_resync_payloads(pairs, max_bytes=max_bytes):
             event = events.make_event(
                 type=types.manifestbundle_type("status", types.RESYNC_REQUEST),
                 source=source_id,
@@ -68,6 +69,7 @@ async def on_connections(
     source_id: str,
     source_events: str,
     owns: Callable[[str], bool] | None = None,
+    max_bytes: int = resync.DEFAULT_MAX_BYTES,
 ) -> None:
     """Run :func:`status_resync` on every item of ``connections`` (``Broker.connections()``) for the consumers
     this replica owns (all without ``owns``); never raises."""
@@ -77,6 +79,13 @@ async def on_connections(
             if owns is not None:
                 async with connection(database) as conn:
                     names = [n for n in await status.consumers_with_resources(conn) if owns(n)]
-            await status_resync(database, publisher, source_id=source_id, source_events=source_events, consumers=names)
+            await status_resync(
+                database,
+                publisher,
+                source_id=source_id,
+                source_events=source_events,
+                consumers=names,
+                max_bytes=max_bytes,
+            )
         except Exception as exc:
             log.warning("status resync after link %s failed: %r", getattr(link, "generation", "?"), exc)

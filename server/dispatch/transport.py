@@ -65,6 +65,11 @@ class Transport:
         return self.broker is not None and self.broker.is_connected
 
     @property
+    def resync_bytes(self) -> int:
+        """Resync payloads stay this far under the packet limit, leaving room for the event's attributes."""
+        return max(1024, self.settings.mqtt_max_packet_bytes - 8 * 1024)
+
+    @property
     def broadcast(self) -> bool:
         """Every replica receives every agent event (no shared subscription): only owners may handle them."""
         return not status_subscription(self.config, self.settings).startswith(topics.SHARE_PREFIX)
@@ -131,6 +136,7 @@ class Transport:
             source_id=self.settings.source_id,
             source_events=source_events,
             owns=owns if self.broadcast else None,
+            max_message_size=self.settings.mqtt_max_packet_bytes,
         )
         repairs = maintenance.Maintenance(
             self.database,
@@ -154,6 +160,7 @@ class Transport:
                         source_id=self.settings.source_id,
                         source_events=source_events,
                         owns=owns,
+                        max_bytes=self.resync_bytes,
                     ),
                     name="transport:status-resync",
                 )
@@ -191,6 +198,7 @@ class Transport:
                     source_id=self.settings.source_id,
                     source_events=source_events,
                     consumers=asked,
+                    max_bytes=self.resync_bytes,
                 )
             except Exception as exc:  # NB: the next link or takeover resyncs again; never stop the transport.
                 log.warning("status resync of taken-over consumers failed: %r", exc)

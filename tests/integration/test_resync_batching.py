@@ -1,0 +1,59 @@
+"""Status resync requests stay under the configured packet limit, however many resources a consumer has."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import databases
+
+from protocol import cloudevents_mqtt, events
+from protocol.cloudevents_mqtt import MQTTMessage
+from server.dispatch import resync
+from server.services import consumers, resources
+
+NGINX = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "nginx", "namespace": "default"}}
+
+
+class Recorder:
+    binary_mode = True
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, MQTTMessage]] = []
+
+    async def publish(
+        self, topic: str, message: MQTTMessage, *, qos: int | None = None, timeout: float | None = None
+    ) -> Any:
+        self.sent.append((topic, message))
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        done.set_result(None)
+        return done
+
+
+async def test_status_resync_is_batched_under_the_limit(database: databases.Database) -> None:
+    await consumers.create(database, {"name": "cluster1"})
+    created = [
+        (
+            await resources.create_bundle(
+                database, {"consumer_name": "cluster1", "manifests": [NGINX]}, source="maestro"
+            )
+        ).id
+        for _ in range(120)
+    ]
+    recorder = Recorder()
+    sent = await resync.status_resync(
+        database,
+        recorder,
+        source_id="maestro",
+        source_events="sources/maestro/consumers/+/sourceevents",
+        max_bytes=2048,
+    )
+    assert sent == len(recorder.sent) > 1
+    asked: list[str] = []
+    for topic, message in recorder.sent:
+        assert topic == "sources/maestro/consumers/cluster1/sourceevents"
+        data = events.data_object(cloudevents_mqtt.decode(message))
+        assert len(json.dumps(data, separators=(",", ":"))) <= 2048
+        asked += [h["resourceID"] for h in data["statusHashes"]]
+    assert sorted(asked) == sorted(created)  # every resource asked about exactly once
