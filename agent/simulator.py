@@ -347,6 +347,37 @@ def _metadata(event: CloudEvent) -> str:
     return json.dumps({"name": str(event.get_extension(types.EXT_RESOURCE_ID))}, separators=(",", ":"))
 
 
+def _json_feedback(bundle: dict[str, Any], meta: dict[str, Any], replicas: object) -> list[payloads.FeedbackValue]:
+    """JsonRaw values for the manifest's ``JSONPaths`` feedback rules on ``.status``: a plausible object status
+    (for a workload, all replicas ready), as a real agent would read it from the cluster."""
+    simulated: dict[str, Any] = {"observedGeneration": 1}
+    if isinstance(replicas, int):
+        simulated |= {
+            "replicas": replicas,
+            "readyReplicas": replicas,
+            "availableReplicas": replicas,
+            "updatedReplicas": replicas,
+        }
+    out: list[payloads.FeedbackValue] = []
+    configs = bundle.get("manifestConfigs")
+    for config in configs if isinstance(configs, list) else []:
+        ident = config.get("resourceIdentifier") if isinstance(config, dict) else None
+        if (
+            not isinstance(ident, dict)
+            or ident.get("name") != meta.get("name")
+            or ident.get("namespace", "") != meta.get("namespace", "")
+        ):
+            continue
+        for rule in config.get("feedbackRules") or []:
+            for path in rule.get("jsonPaths") or [] if isinstance(rule, dict) else []:
+                if isinstance(path, dict) and path.get("path") == ".status":
+                    raw = json.dumps(simulated, separators=(",", ":"), sort_keys=True)
+                    out.append(
+                        {"name": str(path.get("name", "status")), "fieldValue": {"type": "JsonRaw", "jsonRaw": raw}}
+                    )
+    return out
+
+
 def _status(bundle: dict[str, Any], *, version: int, failed: bool) -> payloads.ManifestBundleStatus:
     when = _now()
     applied: payloads.ConditionStatus = "False" if failed else "True"
@@ -366,6 +397,8 @@ def _status(bundle: dict[str, Any], *, version: int, failed: bool) -> payloads.M
             if isinstance(replicas, int) and not failed
             else [{"name": "Simulated", "fieldValue": {"type": "String", "string": "failed" if failed else "ok"}}]
         )
+        if not failed:
+            feedback += _json_feedback(bundle, meta or {}, replicas)
         resource_status.append(
             payloads.ManifestCondition(
                 resourceMeta=payloads.ResourceMeta(
