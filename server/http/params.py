@@ -8,6 +8,7 @@ from typing import Any, Final
 from starlette.requests import Request
 
 from server.errors import BadRequest, SearchParseError
+from server.services import resources
 from server.store import listing
 
 _INTEGER: Final = re.compile(r"^-?[0-9]{1,20}$")
@@ -73,37 +74,8 @@ def project(item: dict[str, Any], names: list[str]) -> dict[str, Any]:
     return out
 
 
-KNOWN_FIELDS: dict[str, set[str]] = {
-    "Consumer": {"id", "kind", "href", "name", "labels", "created_at", "updated_at"},
-    "Resource": {
-        "id",
-        "kind",
-        "href",
-        "name",
-        "consumer_name",
-        "version",
-        "manifest",
-        "update_strategy",
-        "delete_option",
-        "status",
-        "created_at",
-        "updated_at",
-        "deleted_at",
-    },
-    "ResourceBundle": {
-        "id",
-        "kind",
-        "href",
-        "name",
-        "consumer_name",
-        "version",
-        "metadata",
-        "manifests",
-        "manifest_configs",
-        "delete_option",
-        "status",
-        "created_at",
-        "updated_at",
-        "deleted_at",
-    },
+KNOWN_FIELDS: dict[str, frozenset[str]] = {
+    "Consumer": frozenset({"id", "kind", "href", "name", "labels", "created_at", "updated_at"}),
+    "Resource": frozenset(resources.SINGLE_FIELDS),
+    "ResourceBundle": frozenset(resources.BUNDLE_FIELDS),
 }
