@@ -246,13 +246,19 @@ def _check_same(row: ResourceRow, body: dict[str, Any], problems: v.Problems) ->
             problems.add(f"{key} cannot be changed")
 
 
-async def patch_single(db: databases.Database, rid: str, body: dict[str, Any]) -> ResourceRow:
+def _update_version(body: dict[str, Any], fields: set[str]) -> int:
+    """Check an update body's fields and return its required ``version`` (0 skips the concurrency check)."""
     problems = v.Problems()
-    v.check_fields(body, SINGLE_FIELDS, problems)
+    v.check_fields(body, fields, problems)
     if "version" not in body:
         problems.add("version is required: send the version you last read (0 skips the check)")
     ver = v.version(body.get("version", 0), problems)
     problems.raise_if_any()
+    return ver
+
+
+async def patch_single(db: databases.Database, rid: str, body: dict[str, Any]) -> ResourceRow:
+    ver = _update_version(body, SINGLE_FIELDS)
 
     def build(row: ResourceRow) -> Spec:
         p = v.Problems()
@@ -273,12 +279,7 @@ async def patch_single(db: databases.Database, rid: str, body: dict[str, Any]) -
 
 
 async def replace_bundle(db: databases.Database, rid: str, body: dict[str, Any]) -> ResourceRow:
-    problems = v.Problems()
-    v.check_fields(body, BUNDLE_FIELDS, problems)
-    if "version" not in body:
-        problems.add("version is required: send the version you last read (0 skips the check)")
-    ver = v.version(body.get("version", 0), problems)
-    problems.raise_if_any()
+    ver = _update_version(body, BUNDLE_FIELDS)
 
     def build(row: ResourceRow) -> Spec:
         p = v.Problems()
