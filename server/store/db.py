@@ -51,9 +51,17 @@ def database(url: str, *, max_size: int = 50) -> databases.Database:
 
 @asynccontextmanager
 async def transaction(db: databases.Database) -> AsyncIterator[Conn]:
-    """One transaction on one pooled connection; commits on exit, rolls back on error."""
-    async with db.connection() as connection, connection.transaction():
-        yield connection.raw_connection
+    """One transaction on one pooled connection; commits on exit, rolls back on error.
+
+    NB: the transaction is asyncpg's, not ``databases``': ``databases.Transaction.start`` takes a reference on the
+    pooled connection before ``BEGIN`` and never gives it back when ``BEGIN`` is cancelled (a client that hangs up,
+    a shutdown), which leaks the connection and hangs ``Database.disconnect()``. asyncpg's transaction holds no
+    such reference, and the pool resets a connection released mid-transaction.
+    """
+    async with db.connection() as connection:
+        raw = connection.raw_connection
+        async with raw.transaction():
+            yield raw
 
 
 @asynccontextmanager
