@@ -35,7 +35,7 @@ from protocol import cloudevents_mqtt, payloads, sequence, statushash, topics, t
 from protocol.errors import ProtocolError
 from protocol.mqtt import Received
 from server.dispatch import guard, metrics, wire
-from server.store import logs, resources
+from server.store import logs, resources, status
 from server.store.db import connection, transaction
 from server.store.rows import ResourceRow
 
@@ -203,14 +203,16 @@ class Ingest:
 
     async def store_status(self, report: StatusReport) -> None:
         async with transaction(self.database) as conn:
-            row = await resources.get(conn, report.resource_id, lock=True)
-            if row is None:
+            target = await status.lock(conn, report.resource_id)
+            if target is None:
                 raise Drop("unknown_resource", f"resource {report.resource_id} does not exist")
-            if row.consumer_name != report.consumer:
-                raise Drop("wrong_consumer", f"resource {row.id} belongs to another consumer")
-            if report.deleted and row.deleted_at is not None:
+            if target.consumer_name != report.consumer:
+                raise Drop("wrong_consumer", f"resource {target.id} belongs to another consumer")
+            if report.deleted and target.deleting:
                 # NB: the version is not checked here: an update may still have been on its way when the agent
                 # removed everything, and the delete is what the hub asked for.
+                row = await resources.get(conn, target.id)
+                assert row is not None  # NB: we hold its row lock.
                 await logs.append_status_event(
                     conn,
                     resource_id=row.id,
@@ -226,31 +228,23 @@ class Ingest:
                 metrics.STATUS_ACCEPTED.labels("delete").inc()
                 log.info("resource %s deleted on consumer %s (version %d)", row.id, row.consumer_name, row.version)
                 return
-            if report.version != row.version:
-                raise Drop("stale_version", f"resource {row.id}: status of version {report.version}, not {row.version}")
-            stored = row.status or {}
+            if report.version != target.version:
+                raise Drop(
+                    "stale_version", f"resource {target.id}: status of version {report.version}, not {target.version}"
+                )
             try:
-                newer = sequence.is_newer(report.sequence_id, stored.get("SequenceID"))
+                newer = sequence.is_newer(report.sequence_id, target.sequence_id)
             except ProtocolError:
                 newer = True  # NB: an unreadable stored id must not wedge the resource forever.
             if not newer:
-                raise Drop("stale_sequence", f"resource {row.id}: sequence id {report.sequence_id} is not newer")
-            if stored.get("StatusHash") == report.status_hash and stored.get("ObservedVersion") == report.version:
-                raise Drop("unchanged", f"resource {row.id}: status unchanged")
-            status = report.stored()
-            await resources.set_status(conn, row.id, status)
-            await logs.append_status_event(
-                conn,
-                resource_id=row.id,
-                resource_source=row.source,
-                resource_type=row.type,
-                consumer_name=row.consumer_name,
-                event_type="StatusUpdate",
-                version=row.version,
-                status=status,
-            )
+                raise Drop("stale_sequence", f"resource {target.id}: sequence id {report.sequence_id} is not newer")
+            if target.status_hash == report.status_hash and target.observed_version == report.version:
+                raise Drop("unchanged", f"resource {target.id}: status unchanged")
+            await status.store(conn, target, report.stored())
         metrics.STATUS_ACCEPTED.labels("update").inc()
-        log.info("status of resource %s on consumer %s (version %d) stored", row.id, row.consumer_name, row.version)
+        log.info(
+            "status of resource %s on consumer %s (version %d) stored", target.id, target.consumer_name, target.version
+        )
 
     # --- spec resync -----------------------------------------------------------------------------------------
 

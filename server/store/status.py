@@ -1,6 +1,9 @@
-"""Reads the status path needs beyond ``resources``: stored status hashes for a status resync."""
+"""SQL of the status path: the facts a status is judged by, the combined write, and stored hashes for resync."""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
 
 from server.store.db import Conn
 
@@ -16,3 +19,57 @@ async def hashes(conn: Conn, consumer_name: str) -> list[tuple[str, str | None]]
 async def consumers_with_resources(conn: Conn) -> list[str]:
     rows = await conn.fetch("SELECT DISTINCT consumer_name FROM resources ORDER BY consumer_name")
     return [r["consumer_name"] for r in rows]
+
+
+@dataclass(frozen=True)
+class Target:
+    """What the status path needs of a resource, without its (possibly large) spec."""
+
+    id: str
+    source: str
+    type: str
+    consumer_name: str
+    version: int
+    deleting: bool
+    sequence_id: str | None
+    status_hash: str | None
+    observed_version: int | None
+
+
+async def lock(conn: Conn, resource_id: str) -> Target | None:
+    """The resource's status facts under its row lock (until the transaction ends)."""
+    r = await conn.fetchrow(
+        "SELECT id, source, type, consumer_name, version, deleted_at IS NOT NULL AS deleting,"
+        " status->>'SequenceID' AS sequence_id, status->>'StatusHash' AS status_hash,"
+        " (status->>'ObservedVersion')::int AS observed_version FROM resources WHERE id = $1 FOR UPDATE",
+        resource_id,
+    )
+    if r is None:
+        return None
+    return Target(
+        id=r["id"],
+        source=r["source"],
+        type=r["type"],
+        consumer_name=r["consumer_name"],
+        version=r["version"],
+        deleting=r["deleting"],
+        sequence_id=r["sequence_id"],
+        status_hash=r["status_hash"],
+        observed_version=r["observed_version"],
+    )
+
+
+async def store(conn: Conn, target: Target, status: dict[str, Any]) -> None:
+    """Write ``resources.status`` and append its ``StatusUpdate`` event (+ NOTIFY) in one round trip."""
+    await conn.execute(
+        "WITH u AS (UPDATE resources SET status = $2 WHERE id = $1 RETURNING id),"
+        " e AS (INSERT INTO status_events (resource_id, resource_source, resource_type, consumer_name,"
+        "  status_event_type, version, status) SELECT u.id, $3, $4, $5, 'StatusUpdate', $6, $2 FROM u RETURNING id)"
+        " SELECT pg_notify('status_events', e.id::text) FROM e",
+        target.id,
+        status,
+        target.source,
+        target.type,
+        target.consumer_name,
+        target.version,
+    )
