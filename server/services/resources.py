@@ -22,7 +22,7 @@ import databases
 from server.errors import Conflict, NotFound, ValidationError
 from server.services import validation as v
 from server.store import listing, logs, resources
-from server.store.db import Conn, connection, transaction
+from server.store.db import connection, transaction
 from server.store.rows import ResourceRow, ResourceType
 
 SINGLE_FIELDS = {
@@ -165,22 +165,20 @@ def bundle_spec(body: dict[str, Any], problems: v.Problems, *, consumer_name: st
     )
 
 
-async def _insert(conn: Conn, *, rid: str, name: str, source: str, type: ResourceType, spec: Spec) -> ResourceRow:
-    row = await resources.insert(
-        conn, id=rid, name=name, source=source, consumer_name=spec.consumer_name, type=type, payload=spec.payload(rid)
-    )
-    await logs.append_spec_event(
-        conn, resource_id=rid, consumer_name=row.consumer_name, event_type="Create", version=row.version
-    )
-    return row
-
-
 async def create(
     db: databases.Database, *, rid: str, name: str, source: str, type: ResourceType, spec: Spec
 ) -> ResourceRow:
     try:
-        async with transaction(db) as conn:
-            return await _insert(conn, rid=rid, name=name, source=source, type=type, spec=spec)
+        async with connection(db) as conn:  # NB: one statement writes the row, its event and the NOTIFY.
+            return await resources.insert(
+                conn,
+                id=rid,
+                name=name,
+                source=source,
+                consumer_name=spec.consumer_name,
+                type=type,
+                payload=spec.payload(rid),
+            )
     except asyncpg.ForeignKeyViolationError:
         raise ValidationError(f"consumer_name: consumer {spec.consumer_name!r} does not exist") from None
     except asyncpg.UniqueViolationError as exc:
