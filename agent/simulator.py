@@ -17,6 +17,10 @@ does:
   whose hash differs from the listed one (an empty list means all of them; works the source does not list
   are left alone).
 
+Works, counters and the per-resource :class:`History` survive :meth:`SimulatedAgent.stop` and
+:meth:`SimulatedAgent.start`, so a stop/start is an agent restarting over a cluster that kept its works (with a
+clean or a persistent MQTT session, as the config's ``sessionExpiry`` says).
+
 The protocol package is the only dependency, so the simulator runs anywhere a broker is reachable.
 """
 
@@ -36,7 +40,7 @@ from typing import Any
 from cloudevents.core.v1.event import CloudEvent
 
 from protocol import cloudevents_mqtt, events, mqtt, mqtt_config, payloads, resync, sequence, statushash, topics, types
-from protocol.errors import MaestroProtocolException, ProtocolError
+from protocol.errors import BrokerError, MaestroProtocolException, ProtocolError
 
 logger = logging.getLogger(__name__)
 
@@ -57,6 +61,19 @@ class Work:
 
 
 @dataclasses.dataclass
+class History:
+    """What happened to one resource, in arrival order: ordering and idempotence are visible per resource, which
+    totals in :class:`Counters` cannot show."""
+
+    received: list[int] = dataclasses.field(default_factory=list)
+    """The version of every spec event for this consumer that is not a delete, repeats and stale ones included."""
+    applied: list[int] = dataclasses.field(default_factory=list)
+    """The versions taken as the current work, simulated failures included (their status says ``Applied=False``)."""
+    deletes: int = 0
+    """Deletes handled (each one reports ``Deleted``, also for a work the agent did not hold)."""
+
+
+@dataclasses.dataclass
 class Counters:
     """Event counts, for assertions and benchmark output."""
 
@@ -69,6 +86,8 @@ class Counters:
     deleted: int = 0
     malformed: int = 0
     status_sent: int = 0
+    status_withheld: int = 0
+    publish_failed: int = 0
     spec_resyncs_sent: int = 0
     status_resyncs_answered: int = 0
 
@@ -88,6 +107,7 @@ class SimulatedAgent:
         seed: int | None = None,
         broker_options: dict[str, Any] | None = None,
         on_event: Callable[[CloudEvent], None] | None = None,
+        report_status: bool = True,
     ) -> None:
         self.consumer = consumer
         self.on_event = on_event
@@ -98,7 +118,12 @@ class SimulatedAgent:
         self.config = config
         self.delay = delay
         self.failure_rate = failure_rate
+        self.report_status = report_status
+        """``False`` applies works but publishes no status, as if every status were lost on the way; the hub's
+        status resync (after this is set back to ``True``) is what must repair that."""
         self.works: dict[str, Work] = {}
+        self.history: dict[str, History] = {}
+        """Per resource id, from the first spec event for it; kept after a delete."""
         self.counters = Counters()
         self.sent: list[CloudEvent] = []
         self._random = random.Random(seed)
@@ -107,26 +132,43 @@ class SimulatedAgent:
         self._tasks: set[asyncio.Task[None]] = set()
         self._changed = asyncio.Event()
         self._subscription = topics.fill(config.topics.source_events, consumer=consumer)
-        self.broker = mqtt.Broker(
-            config,
-            client_id=client_id or f"{self.agent_id}-client",
-            subscriptions=[self._subscription],
-            **(broker_options or {}),
-        )
+        self._client_id = client_id or f"{self.agent_id}-client"
+        self._broker_options = dict(broker_options or {})
+        self._broker: mqtt.Broker | None = None
         self._runner: asyncio.Task[None] | None = None
 
     # --- lifecycle
     # -------------------------------------------------------------------------------------------
 
+    @property
+    def broker(self) -> mqtt.Broker:
+        """The MQTT link of the current run (a new one for every :meth:`start`)."""
+        if self._broker is None:
+            raise RuntimeError(f"simulated agent {self.consumer} is not started")
+        return self._broker
+
     async def __aenter__(self) -> SimulatedAgent:
-        await self.broker.start()
-        self._runner = asyncio.create_task(self._run_loops(), name=f"simulator:{self.consumer}")
+        await self.start()
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
-        await self.close()
+        await self.stop()
 
-    async def close(self) -> None:
+    async def start(self) -> None:
+        """Connect and run in the background; the agent's state is kept from an earlier run, and the spec resync
+        sent on connecting tells the sources about it."""
+        if self._broker is not None:
+            raise RuntimeError(f"simulated agent {self.consumer} is already started")
+        broker = mqtt.Broker(
+            self.config, client_id=self._client_id, subscriptions=[self._subscription], **self._broker_options
+        )
+        await broker.start()
+        self._broker = broker
+        self._runner = asyncio.create_task(self._run_loops(broker), name=f"simulator:{self.consumer}")
+
+    async def stop(self, *, drain_timeout: float = 5.0) -> None:
+        """Stop handling events and disconnect, first waiting up to ``drain_timeout`` seconds for statuses
+        already handed to the broker to be acknowledged (else a stop would look like a lost status)."""
         if self._runner is not None:
             self._runner.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -135,13 +177,37 @@ class SimulatedAgent:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        await self.broker.close()
+        broker, self._broker = self._broker, None
+        if broker is not None:
+            with contextlib.suppress(BrokerError):
+                await broker.drain(timeout=drain_timeout)
+            await broker.close()
 
     async def run(self) -> None:
         """Run until cancelled (the ``main()`` entry point)."""
         async with self:
             assert self._runner is not None
             await self._runner
+
+    def restore(self, *, resource_id: str, version: int, bundle: dict[str, Any] | None = None) -> Work:
+        """Hold a work as if applied in an earlier life (its cluster still has it, the hub may have forgotten it).
+
+        Nothing is sent: the spec resync on the next connect lists it, and the source answers with the current
+        spec or a delete.
+        """
+        bundle = bundle if bundle is not None else {"manifests": []}
+        status = _status(bundle, version=version, failed=False)
+        work = Work(
+            resource_id=resource_id,
+            version=version,
+            source=self.source,
+            bundle=bundle,
+            metadata=_default_metadata(resource_id),
+            status=status,
+            status_hash=statushash.status_hash(status),
+        )
+        self.works[resource_id] = work
+        return work
 
     async def wait_until(self, predicate: Callable[[], bool], *, timeout: float = 10.0) -> None:
         """Wait until ``predicate()`` holds; re-checked after every handled event."""
@@ -153,17 +219,17 @@ class SimulatedAgent:
     # --- loops
     # -----------------------------------------------------------------------------------------------
 
-    async def _run_loops(self) -> None:
+    async def _run_loops(self, broker: mqtt.Broker) -> None:
         async with asyncio.TaskGroup() as group:
-            group.create_task(self._resync_on_connect(), name=f"simulator-resync:{self.consumer}")
-            group.create_task(self._receive(), name=f"simulator-receive:{self.consumer}")
+            group.create_task(self._resync_on_connect(broker), name=f"simulator-resync:{self.consumer}")
+            group.create_task(self._receive(broker), name=f"simulator-receive:{self.consumer}")
 
-    async def _resync_on_connect(self) -> None:
-        async for _ in self.broker.connections():
-            await self.send_spec_resync()
+    async def _resync_on_connect(self, broker: mqtt.Broker) -> None:
+        async for _ in broker.connections():
+            await self._guard(self.send_spec_resync())
 
-    async def _receive(self) -> None:
-        async for item in self.broker.messages():
+    async def _receive(self, broker: mqtt.Broker) -> None:
+        async for item in broker.messages():
             self.counters.received += 1
             try:
                 event = cloudevents_mqtt.decode(item.message)
@@ -196,8 +262,13 @@ class SimulatedAgent:
         self._notify()
 
     async def _guard(self, work: Any) -> None:
+        """Count and log what fails, and go on: one bad event or one publish that timed out while the broker was
+        away must not stop the agent (the next resync repairs a lost message)."""
         try:
             await work
+        except BrokerError as exc:
+            self.counters.publish_failed += 1
+            logger.warning("simulator %s: publish failed: %s", self.consumer, exc)
         except MaestroProtocolException as exc:
             self.counters.malformed += 1
             logger.warning("simulator %s: cannot handle event: %s", self.consumer, exc)
@@ -215,9 +286,12 @@ class SimulatedAgent:
         resource_id = types.str_extension(event, types.EXT_RESOURCE_ID)
         version = types.int_extension(event, types.EXT_RESOURCE_VERSION, default=0)
         deleting = types.timestamp_extension(event, types.EXT_DELETION_TIMESTAMP) is not None
+        history = self.history.setdefault(resource_id, History())
         if deleting or types.event_type(event).action == types.DELETE_REQUEST:
+            history.deletes += 1
             await self._delete(event, resource_id, version)
             return
+        history.received.append(version)
         known = self.works.get(resource_id)
         if known is not None and version and version < known.version:
             self.counters.stale += 1
@@ -241,6 +315,7 @@ class SimulatedAgent:
             status_hash=statushash.status_hash(status),
         )
         self.works[resource_id] = work
+        history.applied.append(version)
         if failed:
             self.counters.failed += 1
         else:
@@ -293,6 +368,9 @@ class SimulatedAgent:
         self.counters.status_resyncs_answered += 1
 
     async def _send_status(self, work: Work, *, action: str) -> None:
+        if not self.report_status:
+            self.counters.status_withheld += 1
+            return
         event = events.make_event(
             type=types.manifestbundle_type("status", action),
             source=self.agent_id,
@@ -344,7 +422,11 @@ def _metadata(event: CloudEvent) -> str:
         return value
     if isinstance(value, dict):
         return json.dumps(value, separators=(",", ":"), sort_keys=True)
-    return json.dumps({"name": str(event.get_extension(types.EXT_RESOURCE_ID))}, separators=(",", ":"))
+    return _default_metadata(str(event.get_extension(types.EXT_RESOURCE_ID)))
+
+
+def _default_metadata(resource_id: str) -> str:
+    return json.dumps({"name": resource_id}, separators=(",", ":"))
 
 
 def _json_feedback(bundle: dict[str, Any], meta: dict[str, Any], replicas: object) -> list[payloads.FeedbackValue]:

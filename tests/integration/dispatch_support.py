@@ -1,18 +1,15 @@
-"""Dispatch test support: a small simulated agent, an in-process hub (dispatcher, ingest, status resync) and the
-hub as a real ``maestro server`` subprocess (:class:`HubProcess`).
+"""Dispatch test support: the product's simulated agent (``agent/simulator.py``, what ``maestro agent --simulate``
+runs) with test-friendly reconnect timings, an in-process hub (dispatcher, ingest, status resync) and the hub as a
+real ``maestro server`` subprocess (:class:`HubProcess`).
 
-The agent is independent of ``agent/simulator.py`` so these tests do not move when the simulator does.
-
-It keeps ``works`` (resource id → version, spec), applies spec events idempotently by version (older versions
-are ignored and recorded in ``stale``), reports an ``Applied`` status for each applied version and ``Deleted``
-for each delete, answers status resyncs, and sends a spec resync on every (re)connect, as upstream's agent does.
+The agent is deliberately the product's, not a test double: a protocol fix must land in what users run and be
+exercised here.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import itertools
 import signal
 import subprocess
@@ -21,161 +18,27 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from cloudevents.core.v1.event import CloudEvent
 
-from protocol import cloudevents_mqtt, events, mqtt, payloads, resync, sequence, statushash, topics, types
+from agent.simulator import SimulatedAgent
+from protocol import mqtt, topics
 from protocol.mqtt_config import MQTTConfig
 from tests.fixtures.postgres import free_port
 
 
-@dataclasses.dataclass
-class Work:
-    version: int
-    data: dict[str, Any]
+def simulated_agent(
+    config: MQTTConfig, *, source: str, consumer: str, client_id: str, **options: Any
+) -> SimulatedAgent:
+    """The product's simulated agent, reconnecting quickly (tests restart brokers and hubs under it)."""
+    broker_options = {"reconnect_min": 0.1, "reconnect_max": 1.0}
+    return SimulatedAgent(
+        consumer=consumer, config=config, source=source, client_id=client_id, broker_options=broker_options, **options
+    )
 
 
-class SimAgent:
-    def __init__(self, config: MQTTConfig, *, source: str, consumer: str, client_id: str) -> None:
-        self.config = config
-        self.source = source
-        self.consumer = consumer
-        self.client_id = client_id
-        self.works: dict[str, Work] = {}
-        self.received: list[CloudEvent] = []
-        self.applied: list[tuple[str, int]] = []
-        self.spec_versions: dict[str, list[int]] = {}
-        """Per resource, the version of every non-delete spec event received for this consumer, in order."""
-        self.deleted: list[str] = []
-        self.stale: list[tuple[str, int]] = []
-        self.status_resyncs = 0
-        self.report_status = True
-        self._seq = sequence.SequenceGenerator()
-        self._broker: mqtt.Broker | None = None
-        self._tasks: list[asyncio.Task[None]] = []
-        self.changed = asyncio.Event()
-
-    @property
-    def status_topic(self) -> str:
-        return topics.agent_events(self.source, self.consumer)
-
-    async def start(self) -> None:
-        self._broker = mqtt.Broker(
-            self.config,
-            client_id=self.client_id,
-            subscriptions=[topics.agent_subscription(self.source, self.consumer)],
-            reconnect_min=0.1,
-            reconnect_max=1.0,
-        )
-        await self._broker.start()
-        self._tasks = [
-            asyncio.create_task(self._receive(self._broker), name=f"sim-agent:{self.consumer}:receive"),
-            asyncio.create_task(self._resync_on_connect(self._broker), name=f"sim-agent:{self.consumer}:resync"),
-        ]
-
-    async def stop(self) -> None:
-        broker, self._broker = self._broker, None
-        if broker is not None:
-            await broker.close()
-        for task in self._tasks:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        self._tasks = []
-
-    @property
-    def broker(self) -> mqtt.Broker:
-        assert self._broker is not None
-        return self._broker
-
-    async def publish(self, event: CloudEvent, *, topic: str | None = None) -> None:
-        message = cloudevents_mqtt.encode(event, binary=self.broker.binary_mode)
-        await (await self.broker.publish(topic or self.status_topic, message))
-
-    # --- behaviour ---------------------------------------------------------------------------------------------
-
-    async def _resync_on_connect(self, broker: mqtt.Broker) -> None:
-        async for _ in broker.connections():
-            versions = [(rid, w.version) for rid, w in self.works.items()]
-            for data in resync.spec_resync_payloads(versions):
-                await self.publish(
-                    events.make_event(
-                        type=types.manifestbundle_type("spec", types.RESYNC_REQUEST),
-                        source=f"{self.consumer}-work-agent",
-                        data=dict(data),
-                        extensions={types.EXT_CLUSTER_NAME: self.consumer, types.EXT_ORIGINAL_SOURCE: ""},
-                    )
-                )
-
-    async def _receive(self, broker: mqtt.Broker) -> None:
-        async for item in broker.messages():
-            event = cloudevents_mqtt.decode(item.message)
-            self.received.append(event)
-            kind = types.event_type(event)
-            if kind.subresource == types.STATUS and kind.action == types.RESYNC_REQUEST:
-                self.status_resyncs += 1
-                await self._answer_status_resync(event)
-            elif kind.subresource == types.SPEC:
-                await self._apply(event)
-            self.changed.set()
-
-    async def _apply(self, event: CloudEvent) -> None:
-        if types.str_extension(event, types.EXT_CLUSTER_NAME) != self.consumer:
-            return
-        rid = types.str_extension(event, types.EXT_RESOURCE_ID)
-        if types.timestamp_extension(event, types.EXT_DELETION_TIMESTAMP) is not None:
-            work = self.works.pop(rid, None)
-            self.deleted.append(rid)
-            version = work.version if work else types.int_extension(event, types.EXT_RESOURCE_VERSION, default=0)
-            if self.report_status:
-                await self._report(rid, version, _condition("Deleted"))
-            return
-        version = types.int_extension(event, types.EXT_RESOURCE_VERSION)
-        self.spec_versions.setdefault(rid, []).append(version)
-        current = self.works.get(rid)
-        if current is not None and version <= current.version:
-            if version < current.version:
-                self.stale.append((rid, version))
-            return
-        self.works[rid] = Work(version=version, data=dict(event.get_data() or {}))
-        self.applied.append((rid, version))
-        if self.report_status:
-            await self._report(rid, version, _condition("Applied"))
-
-    async def _report(self, rid: str, version: int, condition: dict[str, Any]) -> None:
-        status = {"conditions": [condition], "resourceStatus": []}
-        await self.publish(self._status_event(rid, version, status))
-
-    def _status_event(self, rid: str, version: int, status: dict[str, Any], *, consumer: str | None = None) -> Any:
-        return events.make_event(
-            type=types.manifestbundle_type("status", types.UPDATE_REQUEST),
-            source=f"{self.consumer}-work-agent",
-            data=status,
-            extensions={
-                types.EXT_RESOURCE_ID: rid,
-                types.EXT_RESOURCE_VERSION: version,
-                types.EXT_CLUSTER_NAME: consumer or self.consumer,
-                types.EXT_ORIGINAL_SOURCE: self.source,
-                types.EXT_SEQUENCE_ID: self._seq.next(),
-                types.EXT_STATUS_HASH: statushash.status_hash(status),
-            },
-        )
-
-    async def _answer_status_resync(self, event: CloudEvent) -> None:
-        hub = {e["resourceID"]: e["statusHash"] for e in payloads.read_status_resync(event.get_data())}
-        if not self.report_status:
-            return
-        for rid, work in list(self.works.items()):
-            status = {"conditions": [_condition("Applied")], "resourceStatus": []}
-            if not hub or (rid in hub and hub[rid] != statushash.status_hash(status)):
-                await self._report(rid, work.version, _condition("Applied"))
-
-    async def wait_for(self, predicate: Any, *, timeout: float = 20.0) -> None:
-        async with asyncio.timeout(timeout):
-            while not predicate():
-                self.changed.clear()
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(0.2):
-                        await self.changed.wait()
+def applied(agent: SimulatedAgent, resource_id: str) -> list[int]:
+    """The versions ``agent`` applied for ``resource_id``, in order (empty before its first spec event)."""
+    history = agent.history.get(resource_id)
+    return history.applied if history is not None else []
 
 
 async def eventually(check: Any, *, timeout: float = 20.0, interval: float = 0.05) -> None:
@@ -187,16 +50,6 @@ async def eventually(check: Any, *, timeout: float = 20.0, interval: float = 0.0
         if asyncio.get_running_loop().time() > deadline:
             raise TimeoutError(f"condition not met within {timeout}s")
         await asyncio.sleep(interval)
-
-
-def _condition(kind: str) -> dict[str, Any]:
-    return {
-        "type": kind,
-        "status": "True",
-        "reason": kind,
-        "message": "",
-        "lastTransitionTime": "2026-01-01T00:00:00Z",
-    }
 
 
 class Hub:

@@ -8,13 +8,15 @@ from typing import Any
 
 import databases
 import pytest
+from cloudevents.core.v1.event import CloudEvent
 
+from agent.simulator import SimulatedAgent
 from protocol import types
 from server.dsn import plain
 from server.services import consumers, resources
 from server.store import db as store_db
 from tests.fixtures.mosquitto import MosquittoServer, MQTTNames
-from tests.integration.dispatch_support import Hub, SimAgent, eventually
+from tests.integration.dispatch_support import Hub, applied, eventually, simulated_agent
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -61,9 +63,15 @@ async def hub(
         await hub.stop()
 
 
-def agent_for(mosquitto: MosquittoServer, names: MQTTNames, consumer: str, **overrides: Any) -> SimAgent:
+def agent_for(
+    mosquitto: MosquittoServer, names: MQTTNames, consumer: str, *, received: list[CloudEvent], **overrides: Any
+) -> SimulatedAgent:
+    """An agent that appends every event it receives to ``received``."""
     config = mosquitto.config(source=names.source, consumer=consumer, **overrides)
-    return SimAgent(config, source=names.source, consumer=consumer, client_id=names.client_id(f"agent-{consumer}"))
+    client_id = names.client_id(f"agent-{consumer}")
+    return simulated_agent(
+        config, source=names.source, consumer=consumer, client_id=client_id, on_event=received.append
+    )
 
 
 async def status_of(database: databases.Database, rid: str) -> dict[str, Any] | None:
@@ -76,13 +84,14 @@ async def test_create_update_delete_round_trip(
 ) -> None:
     consumer = "cluster-a"
     await consumers.create(database, {"name": consumer})
-    agent = agent_for(mosquitto, mqtt_names, consumer)
+    received: list[CloudEvent] = []
+    agent = agent_for(mosquitto, mqtt_names, consumer, received=received)
     await agent.start()
     try:
         await eventually(hub.resynced)  # NB: else the create may reach the agent as the answer to its resync.
         rid = await create(database, consumer, "cm1", source=mqtt_names.source)
-        await agent.wait_for(lambda: (rid, 1) in agent.applied)
-        create_event = next(e for e in agent.received if e.get_extension("resourceid") == rid)
+        await agent.wait_until(lambda: 1 in applied(agent, rid), timeout=20)
+        create_event = next(e for e in received if e.get_extension("resourceid") == rid)
         assert create_event.get_type().endswith("spec.create_request")
         assert create_event.get_source() == mqtt_names.source
         assert create_event.get_extension("clustername") == consumer
@@ -102,8 +111,8 @@ async def test_create_update_delete_round_trip(
         assert status["StatusHash"]
 
         await update(database, rid, "2")
-        await agent.wait_for(lambda: (rid, 2) in agent.applied)
-        assert agent.works[rid].data["manifests"][0]["data"] == {"v": "2"}
+        await agent.wait_until(lambda: 2 in applied(agent, rid), timeout=20)
+        assert agent.works[rid].bundle["manifests"][0]["data"] == {"v": "2"}
 
         async def stored_v2() -> bool:
             status = await status_of(database, rid)
@@ -112,7 +121,7 @@ async def test_create_update_delete_round_trip(
         await eventually(stored_v2)
 
         assert await resources.mark_deleting(database, rid)
-        await agent.wait_for(lambda: rid in agent.deleted)
+        await agent.wait_until(lambda: agent.history[rid].deletes > 0, timeout=20)
 
         async def gone() -> bool:
             return not await fetch(database, "SELECT 1 FROM resources WHERE id = $1", rid)
@@ -132,7 +141,7 @@ async def test_create_update_delete_round_trip(
         )
         assert delete_row["payload"]["data"]["manifests"][0]["metadata"]["name"] == "cm1"
         assert delete_row["status"]["conditions"][0]["type"] == "Deleted"
-        delete_event = agent.received[-1]
+        delete_event = received[-1]
         assert delete_event.get_type().endswith("spec.delete_request")
         assert delete_event.get_extension("deletiontimestamp") is not None
         pending = await fetch(database, "SELECT id FROM events WHERE reconciled_date IS NULL")
@@ -153,7 +162,8 @@ async def test_three_updates_before_a_publish_become_one_message(
         client_id=mqtt_names.client_id("hub"),
         dsn=plain(db_url),
     )
-    agent = agent_for(mosquitto, mqtt_names, consumer)
+    received: list[CloudEvent] = []
+    agent = agent_for(mosquitto, mqtt_names, consumer, received=received)
     await agent.start()
     await hub.start(dispatch=False)
     try:
@@ -161,9 +171,9 @@ async def test_three_updates_before_a_publish_become_one_message(
         for value in ("2", "3", "4"):
             await update(database, rid, value)
         hub.start_dispatcher()
-        await agent.wait_for(lambda: (rid, 4) in agent.applied)
+        await agent.wait_until(lambda: 4 in applied(agent, rid), timeout=20)
         await asyncio.sleep(0.3)
-        specs = [e for e in agent.received if types.event_type(e).subresource == "spec"]
+        specs = [e for e in received if types.event_type(e).subresource == "spec"]
         assert [(e.get_type().rsplit(".", 1)[1], e.get_extension("resourceversion")) for e in specs] == [
             ("update_request", 4)
         ]

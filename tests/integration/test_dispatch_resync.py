@@ -8,11 +8,12 @@ from typing import Any
 import databases
 import pytest
 
+from agent.simulator import SimulatedAgent
 from server.dsn import plain
 from server.services import consumers, resources
 from server.store import db as store_db
 from tests.fixtures.mosquitto import MosquittoServer, MQTTNames
-from tests.integration.dispatch_support import Hub, SimAgent, Work, eventually
+from tests.integration.dispatch_support import Hub, applied, eventually, simulated_agent
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -39,10 +40,11 @@ async def hub(
         await hub.stop()
 
 
-def clean_agent(mosquitto: MosquittoServer, names: MQTTNames, consumer: str) -> SimAgent:
+def clean_agent(mosquitto: MosquittoServer, names: MQTTNames, consumer: str) -> SimulatedAgent:
     """An agent with a clean session: whatever is published while it is away is lost, only resync can help."""
     config = mosquitto.config(source=names.source, consumer=consumer, session_expiry=0)
-    return SimAgent(config, source=names.source, consumer=consumer, client_id=names.client_id(f"agent-{consumer}"))
+    client_id = names.client_id(f"agent-{consumer}")
+    return simulated_agent(config, source=names.source, consumer=consumer, client_id=client_id)
 
 
 async def rows(database: databases.Database) -> dict[str, Any]:
@@ -64,7 +66,7 @@ async def test_agent_offline_converges_on_reconnect(
             body = {"consumer_name": consumer, "manifest": configmap(f"cm{n}")}
             ids.append((await resources.create_single(database, body, source=mqtt_names.source)).id)
         r_update, r_delete, r_vanish, r_keep = ids
-        await agent.wait_for(lambda: {rid for rid, _ in agent.applied} == set(ids))
+        await agent.wait_until(lambda: {rid for rid, h in agent.history.items() if h.applied} == set(ids), timeout=20)
     finally:
         await agent.stop()
 
@@ -86,11 +88,11 @@ async def test_agent_offline_converges_on_reconnect(
 
     await agent.start()  # NB: the same agent state, a new (clean) MQTT session: it asks for a spec resync.
     try:
-        await agent.wait_for(lambda: set(agent.works) == {r_update, r_keep, r_new})
+        await agent.wait_until(lambda: set(agent.works) == {r_update, r_keep, r_new}, timeout=20)
         assert agent.works[r_update].version == 3
-        assert agent.works[r_update].data["manifests"][0]["data"] == {"v": "3"}
-        assert agent.stale == []
-        assert (r_update, 2) not in agent.applied  # NB: the current state is sent, not the history.
+        assert agent.works[r_update].bundle["manifests"][0]["data"] == {"v": "3"}
+        assert agent.counters.stale == 0
+        assert 2 not in applied(agent, r_update)  # NB: the current state is sent, not the history.
 
         async def converged() -> bool:
             found = await rows(database)
@@ -107,7 +109,7 @@ async def test_agent_offline_converges_on_reconnect(
                 "SELECT status_event_type FROM status_events WHERE resource_id = $1 ORDER BY id", r_delete
             )
         assert [k["status_event_type"] for k in kinds][-1] == "StatusDelete"
-        assert r_vanish in agent.deleted
+        assert agent.history[r_vanish].deletes > 0
     finally:
         await agent.stop()
 
@@ -118,11 +120,11 @@ async def test_resync_deletes_stale_works_when_the_consumer_has_no_resources(
     consumer = "cluster-empty"
     await consumers.create(database, {"name": consumer})
     agent = clean_agent(mosquitto, mqtt_names, consumer)
-    agent.works["5f0c8a52-0000-4000-8000-000000000001"] = Work(version=7, data={"manifests": []})
+    agent.restore(resource_id="5f0c8a52-0000-4000-8000-000000000001", version=7)
     await agent.start()
     try:
-        await agent.wait_for(lambda: not agent.works)
-        assert agent.deleted == ["5f0c8a52-0000-4000-8000-000000000001"]
+        await agent.wait_until(lambda: not agent.works, timeout=20)
+        assert {rid: h.deletes for rid, h in agent.history.items()} == {"5f0c8a52-0000-4000-8000-000000000001": 1}
     finally:
         await agent.stop()
 
@@ -142,7 +144,7 @@ async def test_hub_reconnect_asks_agents_for_status(
     try:
         body = {"consumer_name": consumer, "manifest": configmap("cm")}
         rid = (await resources.create_single(database, body, source=mqtt_names.source)).id
-        await agent.wait_for(lambda: (rid, 1) in agent.applied)
+        await agent.wait_until(lambda: 1 in applied(agent, rid), timeout=20)
         assert (await rows(database))[rid]["status"] is None
         agent.report_status = True
         await hub.stop()
@@ -153,7 +155,7 @@ async def test_hub_reconnect_asks_agents_for_status(
             return (await rows(database))[rid]["status"] is not None
 
         await eventually(has_status)
-        assert agent.status_resyncs >= 1
+        assert agent.counters.status_resyncs_answered >= 1
     finally:
         await hub.stop()
         await agent.stop()

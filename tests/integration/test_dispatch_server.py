@@ -14,10 +14,11 @@ from typing import Any
 import httpx
 import pytest
 
+from agent.simulator import SimulatedAgent
 from server.dispatch import embedded_mqtt
 from tests.fixtures.mosquitto import MosquittoServer, MQTTNames
 from tests.fixtures.postgres import free_port
-from tests.integration.dispatch_support import SimAgent, eventually
+from tests.integration.dispatch_support import applied, eventually, simulated_agent
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -77,7 +78,7 @@ async def wait_ready(server: ServerProcess, *, timeout: float = 60.0) -> None:
         await eventually(ready, timeout=timeout, interval=0.2)
 
 
-async def round_trip(server: ServerProcess, agent: SimAgent, consumer: str) -> None:
+async def round_trip(server: ServerProcess, agent: SimulatedAgent, consumer: str) -> None:
     async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{server.http}{API}") as client:
         assert (await client.post("/consumers", json={"name": consumer})).status_code == 201
         manifest: dict[str, Any] = {
@@ -88,7 +89,7 @@ async def round_trip(server: ServerProcess, agent: SimAgent, consumer: str) -> N
         created = await client.post("/resources", json={"consumer_name": consumer, "manifest": manifest})
         assert created.status_code == 201, created.text
         rid = created.json()["id"]
-        await agent.wait_for(lambda: (rid, 1) in agent.applied, timeout=30)
+        await agent.wait_until(lambda: 1 in applied(agent, rid), timeout=30)
 
         async def has_status() -> bool:
             body = (await client.get(f"/resources/{rid}")).json()
@@ -121,7 +122,7 @@ async def test_server_with_mosquitto(
     server_env.append(server)
     await wait_ready(server)
     consumer = "cluster-sub"
-    agent = SimAgent(
+    agent = simulated_agent(
         mosquitto.config(source=source, consumer=consumer),
         source=source,
         consumer=consumer,
@@ -147,7 +148,7 @@ async def test_server_with_the_embedded_broker(
     await wait_ready(server)
     consumer = "cluster-emb"
     config = embedded_mqtt.EmbeddedBroker(port=port).config("maestro")
-    agent = SimAgent(config, source="maestro", consumer=consumer, client_id="agent-emb")
+    agent = simulated_agent(config, source="maestro", consumer=consumer, client_id="agent-emb")
     await agent.start()
     try:
         await round_trip(server, agent, consumer)
@@ -193,10 +194,10 @@ async def test_server_serves_while_the_broker_is_down_and_delivers_once_it_is_up
     await broker.start()
     try:
         await wait_ready(server)
-        agent = SimAgent(broker.config("maestro"), source="maestro", consumer=consumer, client_id="agent-late")
+        agent = simulated_agent(broker.config("maestro"), source="maestro", consumer=consumer, client_id="agent-late")
         await agent.start()
         try:
-            await agent.wait_for(lambda: (rid, 1) in agent.applied, timeout=30)
+            await agent.wait_until(lambda: 1 in applied(agent, rid), timeout=30)
         finally:
             await agent.stop()
         assert await asyncio.to_thread(server.stop) == 0

@@ -17,10 +17,11 @@ import databases
 import httpx
 import pytest
 
+from agent.simulator import SimulatedAgent
 from server.dispatch.instances import owner
 from server.store import db as store_db
 from tests.fixtures.mosquitto import MosquittoServer, MQTTNames
-from tests.integration.dispatch_support import HubProcess, SimAgent, eventually, until_done, write_mqtt_config
+from tests.integration.dispatch_support import HubProcess, eventually, simulated_agent, until_done, write_mqtt_config
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -73,19 +74,19 @@ def replicas(
 
 
 @pytest.fixture
-async def agents_for(mosquitto: MosquittoServer, mqtt_names: MQTTNames) -> AsyncIterator[dict[str, SimAgent]]:
+async def agents_for(mosquitto: MosquittoServer, mqtt_names: MQTTNames) -> AsyncIterator[dict[str, SimulatedAgent]]:
     """Started lazily by :func:`start_agents`, stopped here."""
-    started: dict[str, SimAgent] = {}
+    started: dict[str, SimulatedAgent] = {}
     yield started
     for agent in started.values():
         await agent.stop()
 
 
 async def start_agents(
-    started: dict[str, SimAgent], consumers: list[str], mosquitto: MosquittoServer, names: MQTTNames
+    started: dict[str, SimulatedAgent], consumers: list[str], mosquitto: MosquittoServer, names: MQTTNames
 ) -> None:
     for consumer in consumers:
-        agent = SimAgent(
+        agent = simulated_agent(
             mosquitto.config(source=names.source, consumer=consumer),
             source=names.source,
             consumer=consumer,
@@ -103,7 +104,7 @@ async def create(client: httpx.AsyncClient, consumer: str) -> str:
 
 
 async def all_delivered_with_status(
-    database: databases.Database, agents: dict[str, SimAgent], expected: dict[str, str]
+    database: databases.Database, agents: dict[str, SimulatedAgent], expected: dict[str, str]
 ) -> bool:
     if any(rid not in agents[consumer].works for rid, consumer in expected.items()):
         return False
@@ -141,7 +142,7 @@ async def sees_replicas(hub: HubProcess, count: int) -> bool:
 @pytest.mark.parametrize("replicas", ["shared", "broadcast"], indirect=True)
 async def test_two_replicas_deliver_once_and_the_survivor_takes_over(
     replicas: tuple[HubProcess, HubProcess],
-    agents_for: dict[str, SimAgent],
+    agents_for: dict[str, SimulatedAgent],
     database: databases.Database,
     mosquitto: MosquittoServer,
     mqtt_names: MQTTNames,
@@ -186,4 +187,4 @@ async def test_two_replicas_deliver_once_and_the_survivor_takes_over(
         assert await conn.fetchval("SELECT count(*) FROM events WHERE reconciled_date IS NULL") == 0
     assert "took over 2 consumers" in a.output()
     for agent in agents_for.values():
-        assert agent.stale == []
+        assert agent.counters.stale == 0

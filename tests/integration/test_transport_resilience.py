@@ -19,9 +19,10 @@ import databases
 import httpx
 import pytest
 
+from agent.simulator import SimulatedAgent
 from server.store import db as store_db
 from tests.fixtures.mosquitto import MosquittoServer, MQTTNames
-from tests.integration.dispatch_support import HubProcess, SimAgent, eventually, until_done, write_mqtt_config
+from tests.integration.dispatch_support import HubProcess, eventually, simulated_agent, until_done, write_mqtt_config
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -53,11 +54,11 @@ def hub(tmp_path: Path, db_url: str, mosquitto: MosquittoServer, mqtt_names: MQT
 
 
 @pytest.fixture
-async def agents(mosquitto: MosquittoServer, mqtt_names: MQTTNames) -> AsyncIterator[dict[str, SimAgent]]:
-    started: dict[str, SimAgent] = {}
+async def agents(mosquitto: MosquittoServer, mqtt_names: MQTTNames) -> AsyncIterator[dict[str, SimulatedAgent]]:
+    started: dict[str, SimulatedAgent] = {}
     try:
         for consumer in CONSUMERS:
-            agent = SimAgent(
+            agent = simulated_agent(
                 mosquitto.config(source=mqtt_names.source, consumer=consumer),
                 source=mqtt_names.source,
                 consumer=consumer,
@@ -137,15 +138,15 @@ async def create_consumers(hub: HubProcess) -> None:
             await until_done(client, "POST", "/consumers", json={"name": consumer}, ok=(201,))
 
 
-def delivered_everything(writer: Writer, agents: dict[str, SimAgent]) -> bool:
+def delivered_everything(writer: Writer, agents: dict[str, SimulatedAgent]) -> bool:
     for rid, (consumer, value) in writer.expected.items():
         work = agents[consumer].works.get(rid)
-        if work is None or work.data["manifests"][0]["data"] != {"v": value}:
+        if work is None or work.bundle["manifests"][0]["data"] != {"v": value}:
             return False
     return not any(rid in agent.works for agent in agents.values() for rid in writer.deleted)
 
 
-async def converged(writer: Writer, agents: dict[str, SimAgent], database: databases.Database) -> bool:
+async def converged(writer: Writer, agents: dict[str, SimulatedAgent], database: databases.Database) -> bool:
     if not delivered_everything(writer, agents):
         return False
     found = await rows(database)
@@ -158,7 +159,7 @@ async def converged(writer: Writer, agents: dict[str, SimAgent], database: datab
     return await pending_events(database) == 0
 
 
-def assert_state(writer: Writer, agents: dict[str, SimAgent], found: dict[str, Any]) -> None:
+def assert_state(writer: Writer, agents: dict[str, SimulatedAgent], found: dict[str, Any]) -> None:
     for rid, (consumer, value) in writer.expected.items():
         row = found[rid]
         assert row["consumer_name"] == consumer
@@ -166,13 +167,14 @@ def assert_state(writer: Writer, agents: dict[str, SimAgent], found: dict[str, A
         assert agents[consumer].works[rid].version == row["version"]
         assert row["status"]["ObservedVersion"] == row["version"]
     for agent in agents.values():
-        for rid, versions in agent.spec_versions.items():
+        for rid, history in agent.history.items():
+            versions = history.received
             assert versions == sorted(versions), f"resource {rid}: versions received out of order: {versions}"
-        assert agent.stale == []
+        assert agent.counters.stale == 0
 
 
 async def test_hub_killed_during_a_dispatch_burst_delivers_everything_after_restart(
-    hub: HubProcess, agents: dict[str, SimAgent], database: databases.Database
+    hub: HubProcess, agents: dict[str, SimulatedAgent], database: databases.Database
 ) -> None:
     await hub.wait_ready()
     await create_consumers(hub)
@@ -180,7 +182,7 @@ async def test_hub_killed_during_a_dispatch_burst_delivers_everything_after_rest
 
     async def backlog() -> bool:
         """Agents are receiving and the outbox holds events not yet published (or published, not yet marked)."""
-        return sum(len(a.applied) for a in agents.values()) >= 100 and await pending_events(database) > 0
+        return sum(a.counters.applied for a in agents.values()) >= 100 and await pending_events(database) > 0
 
     async def killer() -> None:
         await eventually(backlog, timeout=120, interval=0.01)
@@ -214,7 +216,7 @@ async def test_hub_killed_during_a_dispatch_burst_delivers_everything_after_rest
 
 async def test_broker_restart_mid_stream_loses_nothing(
     hub: HubProcess,
-    agents: dict[str, SimAgent],
+    agents: dict[str, SimulatedAgent],
     database: databases.Database,
     mosquitto: MosquittoServer,
 ) -> None:
@@ -223,7 +225,7 @@ async def test_broker_restart_mid_stream_loses_nothing(
     restarted = asyncio.Event()
 
     async def restarter() -> None:
-        await eventually(lambda: _true(sum(len(a.applied) for a in agents.values()) >= 60), timeout=120)
+        await eventually(lambda: _true(sum(a.counters.applied for a in agents.values()) >= 60), timeout=120)
         await asyncio.to_thread(mosquitto.restart)
         restarted.set()
 
