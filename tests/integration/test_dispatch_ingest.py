@@ -224,7 +224,10 @@ async def test_a_storm_of_deletes_on_one_consumer_does_not_starve_another(
         await eventually(calm_published)
 
         async def storm_done() -> bool:
-            return len(recorder.order) >= 2001
+            # NB: a batch is marked reconciled only after all of it is published, so wait for the marks too.
+            async with store_db.connection(database) as conn:
+                pending = await conn.fetchval("SELECT count(*) FROM events WHERE reconciled_date IS NULL")
+            return len(recorder.order) >= 2001 and pending == 0
 
         await eventually(storm_done, timeout=60)
     finally:
