@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import contextlib
 import dataclasses
 import json
@@ -125,7 +126,8 @@ class SimulatedAgent:
         self.history: dict[str, History] = {}
         """Per resource id, from the first spec event for it; kept after a delete."""
         self.counters = Counters()
-        self.sent: list[CloudEvent] = []
+        self.sent: collections.deque[CloudEvent] = collections.deque(maxlen=1000)
+        """The last 1,000 events this agent published (bounded: a simulator may run for days)."""
         self._random = random.Random(seed)
         self._sequence = sequence.SequenceGenerator()
         self._locks: dict[str, asyncio.Lock] = {}
