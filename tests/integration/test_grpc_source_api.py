@@ -20,8 +20,9 @@ from server.dispatch.listen import listen
 from server.grpc import server as grpc_server
 from server.services import consumers, watch
 from server.settings import Settings
-from server.store import logs, resources
-from server.store.db import connection, transaction
+from server.store import resources
+from server.store.db import connection
+from tests.integration.status_support import report
 
 SOURCE = "test-source"
 NGINX = {
@@ -69,30 +70,6 @@ def spec_event(
         },
     )
     return pb.PublishRequest(event=grpc_codec.to_proto(event))
-
-
-async def store_status(db: databases.Database, rid: str, sequence: str) -> None:
-    async with transaction(db) as conn:
-        row = await resources.get(conn, rid)
-        assert row is not None
-        status = {
-            "ObservedVersion": row.version,
-            "SequenceID": sequence,
-            "StatusHash": f"h{sequence}",
-            "conditions": [{"type": "Applied", "status": "True"}],
-            "resourceStatus": [],
-        }
-        await resources.set_status(conn, rid, status)
-        await logs.append_status_event(
-            conn,
-            resource_id=rid,
-            resource_source=row.source,
-            resource_type=row.type,
-            consumer_name=row.consumer_name,
-            event_type="StatusUpdate",
-            version=row.version,
-            status=status,
-        )
 
 
 async def next_status(stream: Any) -> pb.CloudEvent:
@@ -178,7 +155,7 @@ async def test_subscribe_streams_status_and_resumes_from_cursor(
     stream = stub.Subscribe(pb.SubscriptionRequest(source=SOURCE))
     assert dict(await stream.initial_metadata()).get("subscription-id")
     await asyncio.sleep(0.3)  # the subscription starts "from now"
-    await store_status(database, rid, "100")
+    await report(database, rid, "100")
     first = grpc_codec.from_proto(await next_status(stream))
     assert first.get_type() == types.manifestbundle_type("status", types.UPDATE_REQUEST)
     assert first.get_extension("resourceid") == rid
@@ -190,8 +167,8 @@ async def test_subscribe_streams_status_and_resumes_from_cursor(
     cursor = first.get_extension("maestrocursor")
     stream.cancel()
 
-    await store_status(database, rid, "101")  # while the source is away
-    await store_status(database, rid, "102")
+    await report(database, rid, "101")  # while the source is away
+    await report(database, rid, "102")
     resumed = stub.Subscribe(pb.SubscriptionRequest(source=SOURCE), metadata=(("maestro-cursor", str(cursor)),))
     got = [grpc_codec.from_proto(await next_status(resumed)).get_extension("sequenceid") for _ in range(2)]
     assert got == ["101", "102"]
@@ -204,7 +181,7 @@ async def test_status_resync_sends_what_differs(
     same, differs = str(uuid.uuid4()), str(uuid.uuid4())
     for rid in (same, differs):
         await stub.Publish(spec_event(types.CREATE_REQUEST, rid))
-        await store_status(database, rid, "7")
+        await report(database, rid, "7")
     stream = stub.Subscribe(pb.SubscriptionRequest(source=SOURCE))
     await stream.initial_metadata()
     await asyncio.sleep(0.3)

@@ -18,10 +18,8 @@ from server.app import create_app
 from server.dispatch.listen import listen
 from server.services import consumers, resources, watch
 from server.settings import Settings
-from server.store import logs
-from server.store import resources as store_resources
-from server.store.db import transaction
 from tests.fixtures.postgres import free_port
+from tests.integration.status_support import report
 
 NGINX = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "nginx", "namespace": "default"}}
 
@@ -45,45 +43,6 @@ async def base_url(db_url: str, database: databases.Database) -> AsyncIterator[s
     for task in tasks:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
-
-
-async def report(db: databases.Database, rid: str, sequence: str, *, deleted: bool = False) -> None:
-    """Store a status as the ingest path does (one transaction: row + status event)."""
-    async with transaction(db) as conn:
-        row = await store_resources.get(conn, rid)
-        assert row is not None
-        status = {
-            "ObservedVersion": row.version,
-            "SequenceID": sequence,
-            "StatusHash": sequence,
-            "conditions": [{"type": "Deleted" if deleted else "Applied", "status": "True"}],
-            "resourceStatus": [],
-        }
-        if deleted:
-            await logs.append_status_event(
-                conn,
-                resource_id=rid,
-                resource_source=row.source,
-                resource_type=row.type,
-                consumer_name=row.consumer_name,
-                event_type="StatusDelete",
-                version=row.version,
-                status=status,
-                payload=row.payload,
-            )
-            await store_resources.hard_delete(conn, rid)
-            return
-        await store_resources.set_status(conn, rid, status)
-        await logs.append_status_event(
-            conn,
-            resource_id=rid,
-            resource_source=row.source,
-            resource_type=row.type,
-            consumer_name=row.consumer_name,
-            event_type="StatusUpdate",
-            version=row.version,
-            status=status,
-        )
 
 
 async def read_lines(response: httpx.Response, count: int) -> list[dict[str, Any]]:
