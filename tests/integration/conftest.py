@@ -9,8 +9,11 @@ import httpx
 import pytest
 
 from server.app import create_app
+from server.dsn import plain
 from server.settings import Settings
 from server.store import db as store_db
+from tests.fixtures.mosquitto import MosquittoServer, MQTTNames
+from tests.integration.dispatch_support import Hub
 
 
 @pytest.fixture
@@ -45,3 +48,17 @@ def _with_state(app: object, state: object) -> object:
         await app(scope, receive, send)  # type: ignore[operator]
 
     return asgi
+
+
+@pytest.fixture
+async def hub(
+    database: databases.Database, db_url: str, mosquitto: MosquittoServer, mqtt_names: MQTTNames
+) -> AsyncIterator[Hub]:
+    """The hub's transport in-process (dispatcher, status ingest, resync) against the session's mosquitto."""
+    config = mosquitto.config(source=mqtt_names.source)
+    hub = Hub(database, config, source=mqtt_names.source, client_id=mqtt_names.client_id("hub"), dsn=plain(db_url))
+    await hub.start()
+    try:
+        yield hub
+    finally:
+        await hub.stop()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from typing import Any
 
 import databases
@@ -48,19 +47,6 @@ async def update(database: databases.Database, rid: str, value: str) -> None:
 async def fetch(database: databases.Database, sql: str, *args: Any) -> list[Any]:
     async with store_db.connection(database) as conn:
         return await conn.fetch(sql, *args)
-
-
-@pytest.fixture
-async def hub(
-    database: databases.Database, db_url: str, mosquitto: MosquittoServer, mqtt_names: MQTTNames
-) -> AsyncIterator[Hub]:
-    config = mosquitto.config(source=mqtt_names.source)
-    hub = Hub(database, config, source=mqtt_names.source, client_id=mqtt_names.client_id("hub"), dsn=plain(db_url))
-    await hub.start()
-    try:
-        yield hub
-    finally:
-        await hub.stop()
 
 
 def agent_for(

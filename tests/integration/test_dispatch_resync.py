@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import databases
@@ -25,19 +24,6 @@ def configmap(name: str, value: str = "1") -> dict[str, Any]:
         "metadata": {"name": name, "namespace": "ns"},
         "data": {"v": value},
     }
-
-
-@pytest.fixture
-async def hub(
-    database: databases.Database, db_url: str, mosquitto: MosquittoServer, mqtt_names: MQTTNames
-) -> AsyncIterator[Hub]:
-    config = mosquitto.config(source=mqtt_names.source)
-    hub = Hub(database, config, source=mqtt_names.source, client_id=mqtt_names.client_id("hub"), dsn=plain(db_url))
-    await hub.start()
-    try:
-        yield hub
-    finally:
-        await hub.stop()
 
 
 def clean_agent(mosquitto: MosquittoServer, names: MQTTNames, consumer: str) -> SimulatedAgent:
