@@ -527,6 +527,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=None)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("gmqtt").setLevel(logging.WARNING)  # NB: it logs every packet at INFO.
     config = mqtt_config.load(args.mqtt_config)
     agent = SimulatedAgent(
         consumer=args.consumer,

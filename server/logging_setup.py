@@ -32,3 +32,5 @@ def configure(level: str = "info", fmt: str = "text") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    # NB: gmqtt logs every packet and connection step at INFO; our adapter logs what matters (links, failures).
+    logging.getLogger("gmqtt").setLevel(max(root.level, logging.WARNING))
