@@ -45,7 +45,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _migration(settings)
     from server import runner
 
-    return asyncio.run(runner.run(settings))
+    try:
+        return asyncio.run(runner.run(settings))
+    except runner.StartupError as exc:
+        print(f"maestro server: {exc}", file=sys.stderr)
+        return 1
 
 
 def _migration(settings: settings_mod.Settings) -> int:

@@ -8,7 +8,9 @@ import logging
 import signal
 from collections.abc import AsyncIterator, Iterator
 
+import asyncpg
 import databases
+import psycopg
 import uvicorn
 from starlette.applications import Starlette
 
@@ -24,6 +26,10 @@ from server.store import db as store_db
 from server.store import logs
 
 log = logging.getLogger(__name__)
+
+
+class StartupError(Exception):
+    """The hub cannot start; the message says why, for one clear line on stderr."""
 
 
 class _Server(uvicorn.Server):
@@ -54,10 +60,15 @@ async def run(settings: Settings) -> int:
         pg = embedded.EmbeddedPostgres(embedded.data_dir(settings.data_dir))
         url = await asyncio.to_thread(pg.start)
     try:
-        if settings.auto_migrate or pg is not None:
-            await asyncio.to_thread(migrate.apply, url)
-        database = store_db.database(url, max_size=settings.db_max_open_connections)
-        await database.connect()
+        try:
+            if settings.auto_migrate or pg is not None:
+                await asyncio.to_thread(migrate.apply, url)
+            database = store_db.database(url, max_size=settings.db_max_open_connections)
+            await database.connect()
+        except ValueError as exc:
+            raise StartupError(str(exc)) from None
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, psycopg.Error) as exc:
+            raise StartupError(f"cannot connect to the database at {dsn.redact(url)}: {exc}") from None
         try:
             return await _run(settings, database, url)
         finally:

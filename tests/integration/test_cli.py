@@ -1,0 +1,48 @@
+"""The ``maestro`` command fails with one clear line (and a non-zero exit), never a traceback."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.fixtures.postgres import free_port
+
+
+def maestro(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("MAESTRO_")}
+    return subprocess.run(
+        [sys.executable, "-m", "server.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**clean, **(env or {})},
+        check=False,
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "code", "says"),
+    [
+        (("server", "--db-url", "postgresql://u:secret@127.0.0.1:{port}/x"), {}, 1, "cannot connect to the database"),
+        (("migration", "--db-url", "postgresql://u:secret@127.0.0.1:{port}/x"), {}, 1, "failed on"),
+        (("server",), {"MAESTRO_HTTP_SERVER_BINDPORT": "abc"}, 2, "MAESTRO_HTTP_SERVER_BINDPORT='abc'"),
+        (("server", "--db-url", "mysql://x/y"), {}, 1, "unsupported database URL"),
+        (
+            ("server", "--auto-migrate", "--db-url", "postgresql://u:secret@127.0.0.1:{port}/x"),
+            {},
+            1,
+            "cannot connect to the database",
+        ),
+        (("agent",), {}, 2, "--simulate"),
+    ],
+)
+def test_clear_errors(args: tuple[str, ...], env: dict[str, str], code: int, says: str) -> None:
+    port = str(free_port())  # nothing listens there
+    result = maestro(*(a.replace("{port}", port) for a in args), env=env)
+    assert result.returncode == code, result.stderr
+    assert says in result.stderr
+    assert "Traceback" not in result.stderr
+    assert "secret" not in result.stderr  # passwords are redacted
