@@ -15,6 +15,7 @@ import uvicorn
 from starlette.applications import Starlette
 
 from protocol import mqtt_config
+from protocol.errors import ConfigError
 from server import app as app_mod
 from server import dsn, embedded, health, migrate
 from server.dispatch import embedded_mqtt, instances, listen
@@ -54,6 +55,10 @@ def _server(app: Starlette, settings: Settings, port: int) -> uvicorn.Server:
 
 
 async def run(settings: Settings) -> int:
+    try:
+        broker_config = mqtt_config.load(settings.mqtt_config_file) if settings.mqtt_config_file else None
+    except ConfigError as exc:
+        raise StartupError(f"--mqtt-config-file {settings.mqtt_config_file}: {exc}") from None
     pg = None
     url = settings.db_url
     if not url:
@@ -70,7 +75,7 @@ async def run(settings: Settings) -> int:
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, psycopg.Error) as exc:
             raise StartupError(f"cannot connect to the database at {dsn.redact(url)}: {exc}") from None
         try:
-            return await _run(settings, database, url)
+            return await _run(settings, database, url, broker_config)
         finally:
             await database.disconnect()
     finally:
@@ -78,7 +83,9 @@ async def run(settings: Settings) -> int:
             await asyncio.to_thread(pg.stop)
 
 
-async def _run(settings: Settings, database: databases.Database, url: str) -> int:
+async def _run(
+    settings: Settings, database: databases.Database, url: str, broker_config: mqtt_config.MQTTConfig | None
+) -> int:
     """The background services as named tasks around the listeners; everything stops together."""
     registry = instances.Registry(database, settings.client_id, interval=settings.heartbeat_interval)
     feed = watch.StatusFeed(poll_interval=settings.dispatch_poll_interval)
@@ -90,9 +97,12 @@ async def _run(settings: Settings, database: databases.Database, url: str) -> in
     grpc_server = None
     try:
         if settings.enable_grpc_server:
-            grpc_server, port = await grpc_server_mod.start(settings, database, feed)
+            try:
+                grpc_server, port = await grpc_server_mod.start(settings, database, feed)
+            except (OSError, ValueError, RuntimeError) as exc:
+                raise StartupError(f"cannot serve gRPC on port {settings.grpc_server_bindport}: {exc}") from None
             log.info("gRPC CloudEventService listening on %s:%d", settings.server_hostname, port)
-        async with _transport(settings, database, url, registry) as transport:
+        async with _transport(settings, database, url, registry, broker_config) as transport:
             return await _serve(settings, database, transport, registry, feed)
     finally:
         if grpc_server is not None:
@@ -104,15 +114,23 @@ async def _run(settings: Settings, database: databases.Database, url: str) -> in
 
 @contextlib.asynccontextmanager
 async def _transport(
-    settings: Settings, database: databases.Database, url: str, registry: instances.Registry
+    settings: Settings,
+    database: databases.Database,
+    url: str,
+    registry: instances.Registry,
+    config: mqtt_config.MQTTConfig | None,
 ) -> AsyncIterator[Transport]:
     """The MQTT transport as a named, supervised task (with an embedded broker when none is configured)."""
     broker: embedded_mqtt.EmbeddedBroker | None = None
-    if settings.mqtt_config_file:
-        config = mqtt_config.load(settings.mqtt_config_file)
-    else:
+    if config is None:
         broker = embedded_mqtt.EmbeddedBroker(port=settings.embedded_mqtt_port)
-        await broker.start()
+        try:
+            await broker.start()
+        except Exception as exc:  # NB: amqtt raises its own types for a busy port.
+            raise StartupError(
+                f"cannot start the embedded MQTT broker on 127.0.0.1:{settings.embedded_mqtt_port} ({exc});"
+                " pass --embedded-mqtt-port or --mqtt-config-file"
+            ) from None
         config = broker.config(settings.source_id)
     transport = Transport(settings, database, config, dsn=dsn.plain(url), registry=registry)
     task = asyncio.create_task(supervise(transport), name="transport")

@@ -52,7 +52,14 @@ class EmbeddedBroker:
                 "plugins": {"amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": False}},
             }
         )
-        await self._broker.start()
+        # NB: a failed start (a busy port) is reported by the caller in one line; amqtt would log a traceback too.
+        broker_log = logging.getLogger("amqtt.broker")
+        level = broker_log.level
+        broker_log.setLevel(logging.CRITICAL)
+        try:
+            await self._broker.start()
+        finally:
+            broker_log.setLevel(level)
         log.info("embedded MQTT broker (amqtt, MQTT 3.1.1) listening on %s:%d", self.host, self.port)
 
     async def stop(self) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 
@@ -37,6 +38,7 @@ def maestro(*args: str, env: dict[str, str] | None = None) -> subprocess.Complet
             "cannot connect to the database",
         ),
         (("agent",), {}, 2, "--simulate"),
+        (("server", "--mqtt-config-file", "/nonexistent/mqtt.yaml"), {}, 1, "--mqtt-config-file /nonexistent"),
     ],
 )
 def test_clear_errors(args: tuple[str, ...], env: dict[str, str], code: int, says: str) -> None:
@@ -46,3 +48,28 @@ def test_clear_errors(args: tuple[str, ...], env: dict[str, str], code: int, say
     assert says in result.stderr
     assert "Traceback" not in result.stderr
     assert "secret" not in result.stderr  # passwords are redacted
+
+
+def test_busy_embedded_broker_port(db_url: str) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = maestro(
+            "server",
+            "--db-url",
+            db_url,
+            "--embedded-mqtt-port",
+            str(port),
+            "--http-server-bindport",
+            str(free_port()),
+            "--health-check-server-bindport",
+            str(free_port()),
+            "--metrics-server-bindport",
+            str(free_port()),
+            "--grpc-server-bindport",
+            str(free_port()),
+        )
+    assert result.returncode == 1, result.stderr[-2000:]
+    assert "cannot start the embedded MQTT broker" in result.stderr
+    assert "Traceback" not in result.stderr
