@@ -34,12 +34,11 @@ sys.path.insert(0, str(ROOT))
 from cloudevents.core.v1.event import CloudEvent  # noqa: E402
 
 from agent.simulator import SimulatedAgent  # noqa: E402
-from bench.rest_creates import cpu_seconds, fresh_database, percentile, throwaway_postgres  # noqa: E402
+from bench.rest_creates import cpu_seconds, fresh_database, hub_process, percentile, throwaway_postgres  # noqa: E402
 from protocol import mqtt_config, types  # noqa: E402
 from server.services import consumers, resources  # noqa: E402
 from server.store import db as store_db  # noqa: E402
 from tests.fixtures.mosquitto import MosquittoServer  # noqa: E402
-from tests.fixtures.postgres import free_port  # noqa: E402
 
 SOURCE = "maestro"
 
@@ -66,40 +65,17 @@ def throwaway_mosquitto() -> Iterator[Path]:
 
 @contextlib.contextmanager
 def hub(db_url: str, config_file: Path, *, profile: str | None) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
-    health, metrics = free_port(), free_port()
-    python = [sys.executable, "-m", "cProfile", "-o", profile] if profile else [sys.executable]
-    cmd = [
-        *python, "-m", "server.cli", "server",
-        "--db-url", db_url,
-        "--mqtt-config-file", str(config_file),
-        "--disable-auth",
-        "--no-enable-grpc-server",
-        "--http-server-bindport", str(free_port()),
-        "--health-check-server-bindport", str(health),
-        "--metrics-server-bindport", str(metrics),
-        "--client-id", f"bench-hub-{uuid.uuid4().hex[:6]}",
-        "--log-level", "warning",
-    ]  # fmt: skip
-    proc = subprocess.Popen(cmd, cwd=ROOT)
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"the hub exited with {proc.returncode}")
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"http://127.0.0.1:{health}/healthcheck", timeout=1).status_code == 200:
-                    break
-            if time.monotonic() > deadline:
-                raise RuntimeError("the hub was not ready in 60 s")
-            time.sleep(0.1)
-        yield proc, metrics
-    finally:
-        proc.terminate()  # NB: SIGTERM: a graceful exit, so cProfile writes its file
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    python = [sys.executable, "-m", "cProfile", "-o", profile] if profile else None
+    args = [
+        "--db-url",
+        db_url,
+        "--mqtt-config-file",
+        str(config_file),
+        "--client-id",
+        f"bench-hub-{uuid.uuid4().hex[:6]}",
+    ]
+    with hub_process(args, python=python) as (proc, ports):
+        yield proc, ports.metrics
 
 
 def published_histogram(metrics_port: int) -> dict[float, float]:

@@ -15,6 +15,7 @@ import argparse
 import asyncio
 import contextlib
 import copy
+import dataclasses
 import os
 import shutil
 import subprocess
@@ -94,42 +95,59 @@ def cpu_seconds(pid: int) -> float:
 SERVER_PID = 0
 
 
+@dataclasses.dataclass(frozen=True)
+class HubPorts:
+    rest: int
+    health: int
+    metrics: int
+
+
 @contextlib.contextmanager
-def server(db_url: str, *, max_db_connections: int) -> Iterator[str]:
-    rest, health, metrics = free_port(), free_port(), free_port()
+def hub_process(
+    args: list[str], *, python: list[str] | None = None, ready_timeout: float = 60.0
+) -> Iterator[tuple[subprocess.Popen[bytes], HubPorts]]:
+    """``maestro server <args>`` on free 127.0.0.1 ports (gRPC off, embedded broker on a free port unless ``args``
+    configure one), until its ``/healthcheck`` is ready; SIGTERM on exit (a graceful stop, so cProfile writes)."""
+    ports = HubPorts(rest=free_port(), health=free_port(), metrics=free_port())
     cmd = [
-        sys.executable, "-m", "server.cli", "server",
-        "--db-url", db_url,
+        *(python or [sys.executable]), "-m", "server.cli", "server", *args,
         "--disable-auth",
-        "--http-server-bindport", str(rest),
-        "--health-check-server-bindport", str(health),
-        "--metrics-server-bindport", str(metrics),
-        "--db-max-open-connections", str(max_db_connections),
+        "--no-enable-grpc-server",
+        "--embedded-mqtt-port", str(free_port()),
+        "--http-server-bindport", str(ports.rest),
+        "--health-check-server-bindport", str(ports.health),
+        "--metrics-server-bindport", str(ports.metrics),
         "--log-level", "warning",
     ]  # fmt: skip
     proc = subprocess.Popen(cmd, cwd=ROOT)
-    global SERVER_PID
-    SERVER_PID = proc.pid
-    base = f"http://127.0.0.1:{rest}"
     try:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + ready_timeout
         while True:
             if proc.poll() is not None:
-                raise RuntimeError(f"the server exited with {proc.returncode}")
+                raise RuntimeError(f"the hub exited with {proc.returncode}")
             with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{base}/api/maestro", timeout=1).status_code == 200:
+                if httpx.get(f"http://127.0.0.1:{ports.health}/healthcheck", timeout=1).status_code == 200:
                     break
             if time.monotonic() > deadline:
-                raise RuntimeError("the server did not start in 30 s")
+                raise RuntimeError(f"the hub was not ready in {ready_timeout:.0f} s")
             time.sleep(0.1)
-        yield base
+        yield proc, ports
     finally:
         proc.terminate()
         try:
-            proc.wait(timeout=15)
+            proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+@contextlib.contextmanager
+def server(db_url: str, *, max_db_connections: int) -> Iterator[str]:
+    args = ["--db-url", db_url, "--db-max-open-connections", str(max_db_connections)]
+    with hub_process(args) as (proc, ports):
+        global SERVER_PID
+        SERVER_PID = proc.pid
+        yield f"http://127.0.0.1:{ports.rest}"
 
 
 def percentile(sorted_values: list[float], q: float) -> float:
