@@ -96,10 +96,12 @@ async def apply(
     owner: Mapping[str, Any],
     work: str,
     live: dict[str, Any] | None,
+    reclaim: bool = False,
 ) -> Result:
     """Apply ``manifest`` as ``strategy`` says, given the live object (read by the caller, ``None`` if absent).
 
-    Nothing is written when the live object already holds the manifest and our owner reference.
+    Nothing is written when the live object already holds the manifest and our owner reference. ``reclaim``
+    (drift: someone changed fields this very manifest had set) takes them back even without ``force``.
     """
     meta = manifest.get("metadata") or {}
     name, namespace = str(meta.get("name", "")), str(meta.get("namespace") or "") or None
@@ -119,7 +121,7 @@ async def apply(
                 content_type=APPLY_PATCH,
                 query={
                     "fieldManager": ssa.get("fieldManager") or DEFAULT_FIELD_MANAGER,
-                    "force": bool(ssa.get("force", False)),
+                    "force": reclaim or bool(ssa.get("force", False)),
                 },
             )
         elif live is None:

@@ -28,21 +28,26 @@ async def login(memo: Any, **_: Any) -> kopf.ConnectionInfo:
     return info
 
 
-@kopf.on.event(works.GROUP, works.VERSION, works.PLURAL, registry=registry)
+def ours(spec: kopf.Spec, memo: Any, **_: Any) -> bool:
+    """Only this agent's consumer's works: several agents (or a renamed consumer's leftovers) may share a cluster."""
+    return bool(spec.get("consumer") == memo.runtime.settings.consumer)
+
+
+@kopf.on.event(works.GROUP, works.VERSION, works.PLURAL, when=ours, registry=registry)
 async def observe(type: str | None, body: kopf.Body, memo: Any, **_: Any) -> None:
     memo.runtime.observe(type, dict(body))
 
 
-@kopf.on.resume(works.GROUP, works.VERSION, works.PLURAL, registry=registry)
-@kopf.on.create(works.GROUP, works.VERSION, works.PLURAL, registry=registry)
-@kopf.on.update(works.GROUP, works.VERSION, works.PLURAL, field="spec", registry=registry)
+@kopf.on.resume(works.GROUP, works.VERSION, works.PLURAL, when=ours, registry=registry)
+@kopf.on.create(works.GROUP, works.VERSION, works.PLURAL, when=ours, registry=registry)
+@kopf.on.update(works.GROUP, works.VERSION, works.PLURAL, field="spec", when=ours, registry=registry)
 async def reconcile(body: kopf.Body, memo: Any, retry: int, **_: Any) -> None:
     outcome = await memo.runtime.reconcile(dict(body), why="kopf")
     if not outcome.done:
         raise kopf.TemporaryError(outcome.message or "not done yet", delay=_delay(retry))
 
 
-@kopf.on.delete(works.GROUP, works.VERSION, works.PLURAL, registry=registry)
+@kopf.on.delete(works.GROUP, works.VERSION, works.PLURAL, when=ours, registry=registry)
 async def finalize(body: kopf.Body, memo: Any, retry: int, **_: Any) -> None:
     outcome = await memo.runtime.finalize(dict(body))
     if not outcome.done:

@@ -283,18 +283,25 @@ class Kube:
         except ApiException as exc:
             raise KubeError.from_api(exc) from None
         try:
-            async for line in response.content:
-                if not line.strip():
-                    continue
-                event = json.loads(line)
-                if event.get("type") == "ERROR":
-                    status = event.get("object") or {}
-                    raise KubeError(
-                        int(status.get("code", 500)), str(status.get("reason", "")), str(status.get("message", ""))
-                    )
-                yield event
+            buffer = b""
+            async for chunk in response.content.iter_any():
+                buffer += chunk
+                *lines, buffer = buffer.split(b"\n")  # NB: one event per line; a line may span many chunks.
+                for line in lines:
+                    if line.strip():
+                        yield _watch_event(line)
+            if buffer.strip():
+                yield _watch_event(buffer)
         finally:
             response.release()
+
+
+def _watch_event(line: bytes) -> dict[str, Any]:
+    event: dict[str, Any] = json.loads(line)
+    if event.get("type") == "ERROR":
+        status = event.get("object") or {}
+        raise KubeError(int(status.get("code", 500)), str(status.get("reason", "")), str(status.get("message", "")))
+    return event
 
 
 def _query_value(value: Any) -> str:

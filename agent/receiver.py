@@ -58,10 +58,7 @@ class Receiver:
 
     def held(self) -> Iterable[tuple[str, int]]:
         for name, aw in list(self.store.items()):
-            spec = aw.get("spec") or {}
-            if spec.get("consumer") != self.consumer:
-                continue
-            yield name, 0 if name in self.lost else int(spec.get("resourceVersion") or 0)
+            yield name, 0 if name in self.lost else int((aw.get("spec") or {}).get("resourceVersion") or 0)
 
     async def on_spec(self, spec: SpecEvent) -> None:
         metrics.SPEC_RECEIVED.labels("delete" if spec.deleting else spec.action).inc()

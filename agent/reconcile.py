@@ -215,13 +215,13 @@ class Engine:
         if problem is not None:
             entry["conditions"] = conditions(("False", "AppliedManifestFailed", problem), None, None)
             return entry, False
-        config = works.config_for(manifest, configs)
-        strategy = dict(config.get("updateStrategy") or {"type": works.DEFAULT_STRATEGY})
         try:
             kind = await self._kind(manifest, manifests)
         except KubeError as exc:
             entry["conditions"] = conditions(("False", "AppliedManifestFailed", exc.message), None, None)
             return entry, False
+        config = works.config_for(manifest, configs, resource=kind.resource)
+        strategy = dict(config.get("updateStrategy") or {"type": works.DEFAULT_STRATEGY})
         entry["resource"] = kind.resource
         if not kind.namespaced:
             entry["namespace"] = ""
@@ -247,6 +247,13 @@ class Engine:
         if unchanged:
             result = apply.Result(live=live)
         else:
+            drifted = (
+                prev is not None
+                and live is not None
+                and prev.get("hash") == digest
+                and prev.get("uid") == live["metadata"].get("uid")
+                and bool(prev.get("written"))
+            )
             result = await apply.apply(
                 kube=self.kube,
                 kind=kind,
@@ -255,15 +262,10 @@ class Engine:
                 owner=owner,
                 work=aw["metadata"]["name"],
                 live=live,
+                reclaim=drifted,
             )
             wrote = result.wrote
-            drift = (
-                wrote
-                and prev is not None
-                and live is not None
-                and prev.get("hash") == digest
-                and prev.get("uid") == live["metadata"].get("uid")
-            )
+            drift = wrote and drifted
             if drift:
                 metrics.DRIFT.inc()
                 self.recorder.event(
@@ -288,10 +290,7 @@ class Engine:
             kind=kind.kind,
             max_json_raw_length=self.max_json_raw_length,
         )
-        if strategy.get("type") == "ReadOnly" and live is None:
-            applied = ("False", "AppliedManifestFailed", f"{kind.kind} {_where(entry)} does not exist (ReadOnly)")
-        else:
-            applied = ("True", "AppliedManifestComplete", "Apply manifest complete")
+        applied = ("True", "AppliedManifestComplete", "Apply manifest complete")
         entry["conditions"] = conditions(applied, live, fb)
         entry["feedback"] = list(fb.values) if fb.synced is not None else list((prev or {}).get("feedback") or [])
         entry["hash"] = digest
@@ -399,7 +398,9 @@ class Engine:
         }
         return new
 
-    async def _write_status(self, aw: dict[str, Any], old: Mapping[str, Any], new: dict[str, Any]) -> None:
+    async def _write_status(
+        self, aw: dict[str, Any], old: Mapping[str, Any], new: dict[str, Any], *, publish: bool = True
+    ) -> None:
         if _comparable(old) != _comparable(new):
             name = aw["metadata"]["name"]
             patch = {k: v for k, v in new.items() if k != "kopf"}
@@ -418,7 +419,8 @@ class Engine:
             aw["metadata"] = result.get("metadata") or aw["metadata"]
         else:
             aw["status"] = new
-        await self.on_status(aw)
+        if publish:
+            await self.on_status(aw)
 
     # --- delete
     # -----------------------------------------------------------------------------------------------
@@ -435,12 +437,8 @@ class Engine:
         option = spec.get("deleteOption") or {}
         policy = option.get("propagationPolicy") or "Foreground"
         rules = _orphaning_rules(option)
-        entries = [e for e in (aw.get("status") or {}).get("manifests") or [] if e.get("written") and e.get("resource")]
-        entries += [
-            e
-            for e in (aw.get("status") or {}).get("appliedResources") or []
-            if _key(e) not in {_key(x) for x in entries}
-        ]
+        old = dict(aw.get("status") or {})
+        entries = _written(old)
         if not by_hub and name not in self.saved:
             try:
                 self.saved[name] = Saved(spec=dict(spec), bundle=await self.bundle(aw))
@@ -467,6 +465,21 @@ class Engine:
                 await apply.delete(self.kube, kind, live)
             left += 1
         if left:
+            if not st.is_true(old.get("conditions"), "Deleting"):
+                deleting = st.condition(
+                    old.get("conditions") or [],
+                    "Deleting",
+                    "True",
+                    "WorkDeleting",
+                    "ManifestWork is being deleted",
+                    generation=int(spec.get("resourceVersion") or 0),
+                    when=st.now(),
+                )
+                new = {
+                    **old,
+                    "conditions": [*(c for c in old.get("conditions") or [] if c.get("type") != "Deleting"), deleting],
+                }
+                await self._write_status(aw, old, new, publish=False)
             return Outcome(done=False, message=f"waiting for {left} objects to be deleted")
         if by_hub:
             self.recorder.event(aw, "Normal", "Deleted", f"Work deleted ({policy})")
@@ -536,3 +549,12 @@ def _orphaned(entry: Mapping[str, Any], rules: list[Mapping[str, Any]]) -> bool:
 
 def _comparable(status: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in status.items() if k != "kopf"}
+
+
+def _written(status: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """Every object the work wrote (current manifests and ones still being pruned), once each."""
+    out: dict[str, Mapping[str, Any]] = {}
+    for entry in [*(status.get("manifests") or []), *(status.get("appliedResources") or [])]:
+        if entry.get("uid") and entry.get("resource") and entry.get("written", True):
+            out.setdefault(str(entry["uid"]), entry)
+    return list(out.values())

@@ -101,7 +101,8 @@ class Runtime:
         """Read the AppliedWorks already on the cluster, so the first spec resync lists them."""
         listing = await self.kube.request("GET", works.APPLIED_WORK.path())
         for item in listing.get("items") or []:
-            self.store[item["metadata"]["name"]] = item
+            if (item.get("spec") or {}).get("consumer") == self.settings.consumer:
+                self.store[item["metadata"]["name"]] = item
         metrics.WORKS.set(len(self.store))
 
     async def run(self) -> None:
@@ -144,6 +145,10 @@ class Runtime:
         if task.cancelled() or self._stop.is_set():
             return
         exc = task.exception()
+        if exc is None and task.get_name() == "agent:kopf":
+            logger.info("kopf stopped (a signal): stopping the agent")
+            self._stop.set()
+            return
         logger.error("agent part %s stopped: %r", task.get_name(), exc)
         self.failed = exc or RuntimeError(f"{task.get_name()} ended")
         self._stop.set()
@@ -281,13 +286,13 @@ class Runtime:
                 self.trigger(name, "status-sync")
 
     async def _evictions(self) -> None:
-        """Works for another consumer or from another hub, not claimed again within the grace period, go."""
+        """Works from another hub (another broker or topics), not claimed again within the grace period, go."""
         while True:
             await asyncio.sleep(min(60.0, max(1.0, self.settings.eviction_grace_period / 10)))
             now = time.monotonic()
             for name, aw in list(self.store.items()):
                 spec = aw.get("spec") or {}
-                if spec.get("consumer") == self.settings.consumer and spec.get("hub") == self.hub:
+                if spec.get("hub") == self.hub:
                     self._unclaimed.pop(name, None)
                     continue
                 if spec.get("deleteRequested"):

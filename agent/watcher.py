@@ -10,7 +10,6 @@ them.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import random
 from collections.abc import Callable
@@ -86,6 +85,14 @@ class Watcher:
             except asyncio.CancelledError:
                 raise
             except KubeError as exc:
+                if exc.not_found:  # NB: the kind is gone (its CRD deleted); a later get() starts a new watch.
+                    logger.info("stopped watching %s: the apiserver no longer serves it", path)
+                    self.kube.forget(kind.api_version)
+                    self._tasks.pop(path, None)
+                    self._synced.pop(path, None)
+                    for key in [k for k in self._cache if k[0] == path]:
+                        del self._cache[key]
+                    return
                 if exc.code != 410:
                     failures += 1
                     logger.warning("watch of %s failed: %s", path, exc.message)
@@ -93,8 +100,7 @@ class Watcher:
                 failures += 1
                 logger.warning("watch of %s broke: %r", path, exc)
             if failures:
-                with contextlib.suppress(asyncio.CancelledError):
-                    await asyncio.sleep(min(30.0, 0.5 * 2**failures) * random.uniform(0.5, 1.0))
+                await asyncio.sleep(min(30.0, 0.5 * 2**failures) * random.uniform(0.5, 1.0))
 
     async def _list(self, kind: Kind) -> str:
         path = kind.path()

@@ -111,24 +111,22 @@ def identity(manifest: Any) -> dict[str, str]:
     }
 
 
-def config_for(manifest: Any, configs: list[Any]) -> dict[str, Any]:
+def config_for(manifest: Any, configs: list[Any], *, resource: str | None = None) -> dict[str, Any]:
     """The manifestConfigs entry whose resourceIdentifier matches the manifest (``{}`` if none does).
 
-    A resourceIdentifier names ``group``, ``resource`` (plural), ``name`` and ``namespace``; the plural is not
-    known before discovery, so the group, name and namespace decide here (the hub writes one config per
-    manifest).
+    A resourceIdentifier names ``group``, ``resource`` (the plural), ``name`` and ``namespace``. Before
+    discovery the plural is unknown (``resource=None``) and only group, name and namespace are compared.
     """
     ident = identity(manifest)
     for config in configs:
-        if not isinstance(config, Mapping):
-            continue
-        rid = config.get("resourceIdentifier")
+        rid = config.get("resourceIdentifier") if isinstance(config, Mapping) else None
         if not isinstance(rid, Mapping):
             continue
         if (
             str(rid.get("group") or "") == ident["group"]
             and str(rid.get("name") or "") == ident["name"]
             and str(rid.get("namespace") or "") == ident["namespace"]
+            and (resource is None or str(rid.get("resource") or "") in ("", resource))
         ):
             return dict(config)
     return {}
