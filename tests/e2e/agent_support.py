@@ -114,9 +114,8 @@ def wait_kube(
     obj = get_json(kubectl, *args)
     while not predicate(obj):
         if time.monotonic() > deadline:
-            raise AssertionError(
-                f"kubectl get {' '.join(args)}: condition not met in {timeout}s; last:\n{json.dumps(obj, indent=1)[:3000]}"
-            )
+            last = json.dumps(obj, indent=1)[:3000]
+            raise AssertionError(f"kubectl get {' '.join(args)}: condition not met in {timeout}s; last:\n{last}")
         time.sleep(0.25)
         obj = get_json(kubectl, *args)
     return obj

@@ -106,19 +106,17 @@ async def test_update_strategies_and_ssa_conflict(
 
     # ServerSideApply: our field manager; Update: written with a plain update, owned by the work.
     ssa = get_json(kubectl, "configmap", "by-ssa", "-n", namespace, "--show-managed-fields")
-    assert ssa is not None and ("maestro-agent", "Apply") in [
-        (f["manager"], f["operation"]) for f in ssa["metadata"]["managedFields"]
-    ]
+    assert ssa is not None
+    assert ("maestro-agent", "Apply") in [(f["manager"], f["operation"]) for f in ssa["metadata"]["managedFields"]]
     upd = get_json(kubectl, "configmap", "by-update", "-n", namespace, "--show-managed-fields")
-    assert (
-        upd is not None
-        and "Update" in [f["operation"] for f in upd["metadata"]["managedFields"]]
-        and owner_kinds(upd) == ["AppliedWork"]
-    )
+    assert upd is not None
+    assert "Update" in [f["operation"] for f in upd["metadata"]["managedFields"]]
+    assert owner_kinds(upd) == ["AppliedWork"]
     # CreateOnly: the existing object is not touched; ReadOnly: never written, but reported with its feedback.
     for name in ("existing", "watched"):
         now = get_json(kubectl, "configmap" if name == "existing" else "service", name, "-n", namespace)
-        assert now is not None and before[name] is not None
+        assert now is not None
+        assert before[name] is not None
         assert now["metadata"]["resourceVersion"] == before[name]["metadata"]["resourceVersion"], name
         assert not owner_kinds(now)
         assert is_true(_manifest_status(body, name)["conditions"], "Available")
@@ -126,7 +124,8 @@ async def test_update_strategies_and_ssa_conflict(
 
     # An SSA conflict with another field manager: Applied=False naming that manager; the value stays theirs.
     message = condition(_manifest_status(body, "contested")["conditions"], "Applied")["message"]
-    assert 'conflict with "other"' in message and ".data.key" in message, message
+    assert 'conflict with "other"' in message, message
+    assert ".data.key" in message, message
     assert not is_true(body["status"]["conditions"], "Applied")
     assert (get_json(kubectl, "configmap", "contested", "-n", namespace) or {})["data"] == {"key": "theirs"}
     # ... and with force it is taken over.
@@ -212,7 +211,8 @@ async def test_crd_rejects_drops_and_selective_orphan(
     messages = {
         n: condition(_manifest_status(body, n)["conditions"], "Applied")["message"] for n in ("bad", "g", "floating")
     }
-    assert "spec.replicas" in messages["bad"] and "must be greater than or equal to 0" in messages["bad"], messages
+    assert "spec.replicas" in messages["bad"], messages
+    assert "must be greater than or equal to 0" in messages["bad"], messages
     assert 'no matches for kind "Gizmo" in version "nothing.example.io/v1"' in messages["g"], messages
     assert "has no metadata.namespace" in messages["floating"], messages
     assert condition(body["status"]["conditions"], "Applied")["reason"] == "AppliedManifestWorkFailed"
@@ -233,7 +233,8 @@ async def test_crd_rejects_drops_and_selective_orphan(
     await ok(await rest.delete(f"/resource-bundles/{rid}"), 204)
     await wait_gone(rest, f"/resource-bundles/{rid}")
     kept = get_json(kubectl, "configmap", "keep", "-n", namespace)
-    assert kept is not None and not owner_kinds(kept)
+    assert kept is not None
+    assert not owner_kinds(kept)
     assert get_json(kubectl, "customresourcedefinition", f"widgets.{group}") is None
 
 
@@ -274,18 +275,21 @@ async def test_drift_is_corrected_and_a_deleted_appliedwork_comes_back(
     # Deleted by hand while the hub still wants it: the objects stay, the AppliedWork comes back and owns them.
     before = get_json(kubectl, "appliedwork", rid)
     web = get_json(kubectl, "deployment", "web", "-n", namespace)
-    assert before is not None and web is not None
+    assert before is not None
+    assert web is not None
     kubectl("delete", "appliedwork", rid, "--wait=true")
     again = wait_kube(
         kubectl, lambda a: a is not None and a["metadata"]["uid"] != before["metadata"]["uid"], "appliedwork", rid
     )
     assert again is not None
+    new_uid = again["metadata"]["uid"]
     now = wait_kube(
         kubectl,
-        lambda d: d is not None and [r["uid"] for r in d["metadata"].get("ownerReferences", [])] == [again["metadata"]["uid"]],
+        lambda d: d is not None and [r["uid"] for r in d["metadata"].get("ownerReferences", [])] == [new_uid],
         "deployment", "web", "-n", namespace,
     )  # fmt: skip
-    assert now is not None and now["metadata"]["uid"] == web["metadata"]["uid"]
+    assert now is not None
+    assert now["metadata"]["uid"] == web["metadata"]["uid"]
     await wait_for(rest, f"/resource-bundles/{rid}", lambda b: is_true(b["status"]["conditions"], "Applied"))
 
 

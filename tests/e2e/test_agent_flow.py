@@ -61,7 +61,8 @@ async def test_readme_flow_foreground_then_orphan(
     refs = live["metadata"]["ownerReferences"]
     assert [(r["kind"], r["name"], r["apiVersion"]) for r in refs] == [("AppliedWork", rid, f"{AW_GROUP}/v1alpha1")]
     aw = wait_kube(kubectl, lambda a: a is not None, "appliedwork", rid)
-    assert aw is not None and refs[0]["uid"] == aw["metadata"]["uid"]
+    assert aw is not None
+    assert refs[0]["uid"] == aw["metadata"]["uid"]
     body = await wait_for(rest, f"/resources/{rid}", _available(1))
     assert body["status"]["ReconcileStatus"]["ObservedVersion"] == 1
 
@@ -137,11 +138,12 @@ def _check_bundle_status(body: dict[str, Any], namespace: str) -> None:
         (0, "ConfigMap", "web-config", namespace),
         (1, "Deployment", "web", namespace),
     ]
-    assert (
-        metas[1]["group"] == "apps" and metas[1]["resource"] == "deployments" and metas[0]["resource"] == "configmaps"
-    )
+    assert metas[1]["group"] == "apps"
+    assert metas[1]["resource"] == "deployments"
+    assert metas[0]["resource"] == "configmaps"
     status = feedback(resources[1], "status")
-    assert status["readyReplicas"] == 1 and status["replicas"] == 1
+    assert status["readyReplicas"] == 1
+    assert status["replicas"] == 1
     assert all(is_true(r["conditions"], "Applied") for r in resources)
 
 
