@@ -34,8 +34,12 @@ def _live(desired: dict[str, Any]) -> dict[str, Any]:
         "generation": 3,
         "ownerReferences": [{"uid": "someone-else"}, *desired["metadata"]["ownerReferences"]],
     }
-    live["spec"] = {**desired["spec"], "progressDeadlineSeconds": 600, "template": {"spec": {"containers": [
-        {"name": "main", "image": "nginx", "imagePullPolicy": "Always", "terminationMessagePath": "/dev/log"}]}}}  # fmt: skip
+    container = {"name": "main", "image": "nginx", "imagePullPolicy": "Always", "terminationMessagePath": "/dev/log"}
+    live["spec"] = {
+        **desired["spec"],
+        "progressDeadlineSeconds": 600,
+        "template": {"spec": {"containers": [container]}},
+    }
     return live
 
 
