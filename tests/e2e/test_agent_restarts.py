@@ -4,11 +4,13 @@ that did not change keep their resourceVersion (the agent wrote nothing to them)
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import httpx
 
 from tests.e2e.agent_support import configmap, deployment, get_json, is_true, ok, wait_for, wait_kube
 from tests.e2e.conftest import KubectlRunner, StartAgent
-from tests.e2e.hub_support import E2EHub
+from tests.e2e.hub_support import AgentProcess, E2EHub
 from tests.fixtures.mosquitto import MosquittoServer
 
 
@@ -117,3 +119,51 @@ async def test_agent_broker_and_hub_restarts(
     body = await wait_for(rest, f"/resource-bundles/{stable['id']}", lambda b: b["status"]["ObservedVersion"] == 1)
     assert is_true(body["status"]["conditions"], "Available")
     assert agent.running
+
+
+async def test_works_no_hub_claims_are_evicted_after_the_grace_period(
+    e2e_hub: E2EHub,
+    e2e_agent: StartAgent,
+    rest: httpx.AsyncClient,
+    kubectl: KubectlRunner,
+    namespace: str,
+    tmp_path: Path,
+) -> None:
+    await e2e_hub.create_consumer()
+    agent = await e2e_agent()
+    created = await ok(
+        await rest.post(
+            "/resources", json={"consumer_name": e2e_hub.consumer, "manifest": configmap("old", namespace)}
+        ),
+        201,
+    )
+    await wait_for(
+        rest, f"/resources/{created['id']}", lambda b: b["status"]["ReconcileStatus"]["ObservedVersion"] == 1
+    )
+    assert agent.stop() == 0
+
+    # The same cluster's agent now talks to another hub (another source's topics): the old work is nobody's.
+    other = tmp_path / "other-hub.yaml"
+    other.write_text(
+        f"brokerHost: {e2e_hub.broker_host}:{e2e_hub.broker_port}\ntopics:\n"
+        f"  sourceEvents: sources/another-hub/consumers/{e2e_hub.consumer}/sourceevents\n"
+        f"  agentEvents: sources/another-hub/consumers/{e2e_hub.consumer}/agentevents\n"
+    )
+    moved = AgentProcess(
+        consumer=e2e_hub.consumer,
+        workload_source_config=other,
+        kubeconfig=agent.argv[agent.argv.index("--kubeconfig") + 1],
+        agent_namespace=agent.agent_namespace,
+        client_id=f"{e2e_hub.consumer}-moved",
+        log=tmp_path / "moved.log",
+        extra_args=("--appliedwork-eviction-grace-period", "3s"),
+    )
+    moved.start()
+    try:
+        await moved.wait_healthy()
+        assert get_json(kubectl, "appliedwork", created["id"]) is not None  # not before the grace period
+        wait_kube(kubectl, lambda c: c is None, "configmap", "old", "-n", namespace, timeout=30)
+        wait_kube(kubectl, lambda a: a is None, "appliedwork", created["id"], timeout=30)
+        assert "evicting work" in moved.output()
+    finally:
+        assert moved.stop() == 0, moved.tail()
