@@ -68,7 +68,11 @@ def parser() -> argparse.ArgumentParser:
         choices=["mqtt"],
         help="transport to the hub (mqtt)",
     )
-    p.add_argument("--kubeconfig", default=_env("--kubeconfig"), help="kubeconfig file (default: in-cluster config)")
+    p.add_argument(
+        "--kubeconfig",
+        default=_env("--kubeconfig"),
+        help="kubeconfig file (default: in a pod its service account, else $KUBECONFIG or ~/.kube/config)",
+    )
     p.add_argument(
         "--agent-namespace",
         default=_env("--agent-namespace") or _default_namespace(),

@@ -12,8 +12,10 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import os
 import time
 from collections.abc import AsyncIterator, Mapping
+from pathlib import Path
 from typing import Any, Final
 from urllib.parse import quote
 
@@ -311,10 +313,14 @@ def _query_value(value: Any) -> str:
 
 
 async def connect(kubeconfig: str | None, *, qps: float, burst: int) -> Kube:
-    """A client from ``kubeconfig``, or the in-cluster service account when it is ``None``."""
+    """A client from ``kubeconfig``; without one, the in-cluster service account inside a pod, else ``$KUBECONFIG``
+    or ``~/.kube/config`` as kubectl finds them."""
     configuration = client.Configuration()
     if kubeconfig:
         await config.load_kube_config(config_file=kubeconfig, client_configuration=configuration)
-    else:
+    elif os.environ.get("KUBERNETES_SERVICE_HOST"):
         config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+    else:
+        path = (os.environ.get("KUBECONFIG") or "").split(os.pathsep)[0] or str(Path.home() / ".kube" / "config")
+        await config.load_kube_config(config_file=path, client_configuration=configuration)
     return Kube(client.ApiClient(configuration), qps=qps, burst=burst)
