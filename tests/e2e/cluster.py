@@ -3,7 +3,8 @@
 The binaries come from ``tests/e2e/build-control-plane.sh`` (see :func:`build_binaries`), which builds
 them from Go modules into a per-machine cache. :class:`ControlPlane` starts them as separate processes on
 free loopback ports with a throw-away PKI and a run directory from :func:`tempfile.mkdtemp`, writes an admin
-kubeconfig, registers one kwok-managed fake Node and waits until it is Ready, so Deployments get Ready pods.
+kubeconfig, registers one kwok-managed fake Node and waits until it is Ready and kwok holds its Lease (which
+keeps it Ready), so Deployments get Ready pods and stay Available.
 ``stop()`` tears everything down by PID; ``atexit`` and SIGTERM/SIGHUP handlers do the same for interrupted
 runs.
 
@@ -42,6 +43,7 @@ HERE = Path(__file__).resolve().parent
 BUILD_SCRIPT = HERE / "build-control-plane.sh"
 
 FAKE_NODE_NAME = "kwok-node-0"
+NODE_LEASE_SECONDS = 40  # kwok renews the fake Node's Lease in kube-node-lease (kwokctl's default)
 START_TIMEOUT = 180.0  # seconds for kube-apiserver /readyz on a loaded 2-core machine
 STOP_GRACE = 10.0  # seconds between SIGTERM and SIGKILL
 LOG_TAIL_LINES = 40
@@ -310,6 +312,9 @@ class ControlPlane:
             f"--kubeconfig={self.kubeconfig}",
             "--manage-all-nodes=false",
             "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
+            # Without it kwok keeps no Lease in kube-node-lease; the node-lifecycle controller then marks the
+            # Node NotReady about every 55 s and kwok never sets the pods Ready again. kwokctl passes 40.
+            f"--node-lease-duration-seconds={NODE_LEASE_SECONDS}",
             *(f"--config={stages / s}" for s in KWOK_STAGES),
         )
         insecure = ssl.create_default_context()
@@ -319,6 +324,7 @@ class ControlPlane:
         self._wait_http("kube-scheduler", f"https://127.0.0.1:{sched_port}/healthz", timeout=60, ctx=insecure)
         self._create_fake_node()
         self._wait_node_ready(FAKE_NODE_NAME, timeout=60)
+        self._wait_node_lease(FAKE_NODE_NAME, timeout=60)
 
     def _make_pki(self) -> Path:
         assert self.run_dir is not None
@@ -504,6 +510,20 @@ class ControlPlane:
             return None if conds.get("Ready") == "True" else f"conditions {conds}"
 
         self._poll("kwok", f"node {name} Ready", timeout, probe)
+
+    def _wait_node_lease(self, name: str, *, timeout: float) -> None:
+        """Until kwok holds the Node's Lease (without one the Node would go NotReady within a minute)."""
+
+        def probe() -> str | None:
+            try:
+                self._api("GET", f"/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/{name}")
+            except urllib.error.HTTPError as exc:
+                return f"HTTP {exc.code}"
+            except (OSError, ValueError) as exc:
+                return repr(exc)
+            return None
+
+        self._poll("kwok", f"lease kube-node-lease/{name} present", timeout, probe)
 
 
 def _terminate(popen: subprocess.Popen[bytes]) -> None:

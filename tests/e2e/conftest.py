@@ -6,26 +6,38 @@
 - ``kubectl_bin``/``helm_bin`` (session): paths to real kubectl and helm binaries (from PyPI, cached).
 - ``kubectl`` (function): run kubectl against the cluster; ``namespace`` (function): a fresh namespace.
 - ``k8s_api`` (function): a ``kubernetes_asyncio`` ApiClient loaded explicitly from the kubeconfig file.
+- ``e2e_hub`` (function): a real ``maestro server`` process (gRPC on) against ``db_url`` and the session's
+  ``mosquitto``, with a source and a consumer name unique to the test (:class:`tests.e2e.hub_support.E2EHub`).
+- ``rest`` (function): an open ``httpx.AsyncClient`` on the ``e2e_hub`` REST API (``E2EHub.rest()`` makes more).
+- ``e2e_agent`` (function): ``await e2e_agent(*args, **flags)`` starts a real ``maestro agent`` process
+  (:class:`tests.e2e.hub_support.AgentProcess`) for the hub's consumer in a fresh agent namespace, waits for
+  ``/healthz`` and, at teardown, stops it with SIGTERM and requires exit code 0.
 
 The cold build can take tens of minutes, so it runs once after collection (before any test and outside
-per-test timeouts) when e2e tests are selected. This file must not import server/ or agent/ code.
+per-test timeouts) when e2e tests are selected. This file must not import server/ or agent/ code; the hub and
+the agent run as processes.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import subprocess
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
+from typing import Protocol
 
+import httpx
 import pytest
 from kubernetes_asyncio import client as k8s_client
 from kubernetes_asyncio import config as k8s_config
 
 from tests.e2e.cluster import Binaries, ControlPlane, ControlPlaneError, build_binaries
+from tests.e2e.hub_support import AgentProcess, E2EHub, HubProcess, free_port, write_mqtt_config
+from tests.fixtures.mosquitto import MosquittoServer, MQTTNames
 
 E2E_DIR = Path(__file__).resolve().parent
 KUBECONFIG_ENV = "MAESTRO_E2E_KUBECONFIG"
@@ -154,3 +166,151 @@ async def k8s_api(kubeconfig: str) -> AsyncIterator[k8s_client.ApiClient]:
         yield api
     finally:
         await api.close()
+
+
+# -- the hub and the agent as real processes ----------------------------------------------------------------
+
+
+@pytest.fixture
+async def e2e_hub(
+    tmp_path: Path, db_url: str, mosquitto: MosquittoServer, mqtt_names: MQTTNames
+) -> AsyncIterator[E2EHub]:
+    """A ready ``maestro server`` (REST, gRPC, dispatch) for one test; stopped with SIGTERM afterwards.
+
+    Teardown requires exit code 0 from a running hub; a hub the test SIGKILLed (``e2e_hub.process.kill()``)
+    and did not restart is accepted as is.
+    """
+    config = write_mqtt_config(
+        tmp_path / "hub-mqtt.yaml", host=mosquitto.host, port=mosquitto.port, source=mqtt_names.source
+    )
+    grpc_port = free_port()
+    process = HubProcess(
+        db_url=db_url,
+        mqtt_config_file=config,
+        source=mqtt_names.source,
+        client_id=mqtt_names.client_id("hub"),
+        log=tmp_path / "hub.log",
+        args=("--enable-grpc-server", "--grpc-server-bindport", str(grpc_port)),
+    )
+    hub = E2EHub(
+        process=process,
+        grpc_port=grpc_port,
+        source=mqtt_names.source,
+        consumer=mqtt_names.consumer,
+        mqtt_config_file=config,
+        broker_host=mosquitto.host,
+        broker_port=mosquitto.port,
+    )
+    process.start()
+    try:
+        await process.wait_ready()
+        yield hub
+    finally:
+        running = process.process is not None and process.process.poll() is None
+        code = process.stop()
+        if running and code != 0:
+            pytest.fail(f"maestro server exited with {code} at teardown:\n{process.output()[-4000:]}")
+        if not running and code not in (0, -signal.SIGKILL):
+            pytest.fail(f"maestro server had exited with {code}:\n{process.output()[-4000:]}")
+
+
+@pytest.fixture
+async def rest(e2e_hub: E2EHub) -> AsyncIterator[httpx.AsyncClient]:
+    """An open AsyncClient on the ``e2e_hub`` REST API (base URL ``.../api/maestro/v1``)."""
+    async with e2e_hub.rest() as client:
+        yield client
+
+
+class StartAgent(Protocol):
+    """``await e2e_agent(*extra_args, **flags)``; see the ``e2e_agent`` fixture."""
+
+    def __call__(
+        self,
+        *extra_args: str,
+        consumer: str | None = None,
+        namespace: str | None = None,
+        wait_healthy: bool = True,
+        timeout: float = 60.0,
+        check_exit: bool = True,
+        **flags: str | int | float | bool,
+    ) -> Awaitable[AgentProcess]: ...
+
+
+def _flag_args(flags: dict[str, str | int | float | bool]) -> list[str]:
+    """``foo_bar=1`` → ``--foo-bar 1``; ``foo=True`` → ``--foo``; ``foo=False`` → ``--no-foo``."""
+    args: list[str] = []
+    for key, value in flags.items():
+        name = key.replace("_", "-")
+        if value is True:
+            args.append(f"--{name}")
+        elif value is False:
+            args.append(f"--no-{name}")
+        else:
+            args += [f"--{name}", str(value)]
+    return args
+
+
+@pytest.fixture
+async def e2e_agent(
+    e2e_hub: E2EHub, kubeconfig: str, kubectl: KubectlRunner, mqtt_names: MQTTNames, tmp_path: Path
+) -> AsyncIterator[StartAgent]:
+    """Factory: ``agent = await e2e_agent(*extra_args, consumer=None, namespace=None, wait_healthy=True,
+    timeout=60, check_exit=True, **flags)`` starts ``maestro agent`` for ``consumer`` (default: the hub's).
+
+    Each call writes the agent's broker config, creates a fresh agent namespace ``maestro-agent-<hex>`` (unless
+    ``namespace`` is given) and, with ``wait_healthy``, waits for ``/healthz``. Keyword ``flags`` become CLI flags
+    (``foo_bar=1`` → ``--foo-bar 1``, ``True`` → ``--foo-bar``, ``False`` → ``--no-foo-bar``). The consumer is
+    not registered in the hub: call ``e2e_hub.create_consumer()`` for that.
+
+    Teardown stops every agent with SIGTERM (SIGKILL after 30 s) and fails, with the log tail, unless each exits
+    with 0. Agents the test SIGKILLed (``agent.kill()``) and left dead are accepted; ``check_exit=False`` skips
+    the check for an agent that is expected to fail.
+    """
+    agents: list[tuple[AgentProcess, bool]] = []
+    namespaces: list[str] = []
+
+    async def start(
+        *extra_args: str,
+        consumer: str | None = None,
+        namespace: str | None = None,
+        wait_healthy: bool = True,
+        timeout: float = 60.0,
+        check_exit: bool = True,
+        **flags: str | int | float | bool,
+    ) -> AgentProcess:
+        index = len(agents)
+        if namespace is None:
+            namespace = f"maestro-agent-{uuid.uuid4().hex[:8]}"
+            kubectl("create", "namespace", namespace)
+            namespaces.append(namespace)
+        agent = AgentProcess(
+            consumer=consumer or e2e_hub.consumer,
+            workload_source_config=e2e_hub.agent_mqtt_config(tmp_path / f"agent-{index}-mqtt.yaml", consumer=consumer),
+            kubeconfig=kubeconfig,
+            agent_namespace=namespace,
+            client_id=mqtt_names.client_id(f"agent{index}"),
+            log=tmp_path / f"agent-{index}.log",
+            extra_args=[*extra_args, *_flag_args(flags)],
+        )
+        agents.append((agent, check_exit))
+        agent.start()
+        if wait_healthy:
+            await agent.wait_healthy(timeout)
+        return agent
+
+    try:
+        yield start
+    finally:
+        failures: list[str] = []
+        for agent, check_exit in agents:
+            running = agent.running
+            code = agent.stop()
+            if not check_exit or (not running and agent.killed):
+                continue
+            if code != 0:
+                when = "at teardown (SIGTERM)" if running else "before teardown"
+                failures.append(f"maestro agent {agent.client_id} exited with {code} {when}\n{agent.tail()}")
+        for namespace in namespaces:
+            kubectl("delete", "namespace", namespace, "--wait=false", "--ignore-not-found", check=False)
+        if failures:
+            pytest.fail("\n\n".join(failures), pytrace=False)
