@@ -76,7 +76,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--agent-namespace",
         default=_env("--agent-namespace") or _default_namespace(),
-        help="namespace for payload Secrets and Events (default: the pod's namespace, else maestro-agent)",
+        help="namespace for the works' payload Secrets (default: the pod's namespace, else maestro-agent)",
     )
     p.add_argument(
         "--cloudevents-client-id",

@@ -125,7 +125,8 @@ class AgentLink:
         self._tasks: set[asyncio.Task[None]] = set()
         self._subscriptions = [topics.fill(config.topics.source_events, consumer=consumer)]
         if config.topics.source_broadcast:
-            self._subscriptions.append(topics.fill(config.topics.source_broadcast, consumer=consumer))
+            # NB: as configured, wildcards and all (as upstream's agent does): a broadcast names no consumer.
+            self._subscriptions.append(config.topics.source_broadcast)
         self._broker_options = dict(broker_options or {})
         self._broker: mqtt.Broker | None = None
         self._runner: asyncio.Task[None] | None = None

@@ -78,6 +78,7 @@ class Receiver:
                     await self.write(spec.resource_id, self._spec(spec))  # NB: a new hub adopts the work.
                 self.reporter.republish(spec.resource_id)
                 return
+        logger.info("work %s: version %d received from %s", spec.resource_id, spec.version, spec.source)
         await self.write(spec.resource_id, self._spec(spec), bundle=spec.bundle)
 
     async def on_status_resync(self, source: str, hashes: dict[str, str]) -> None:
@@ -151,7 +152,9 @@ class Receiver:
 
     async def request_delete(self, name: str, aw: Mapping[str, Any]) -> None:
         """Mark the work as deleted by the hub (or evicted) and delete it; the finaliser does the rest."""
+        logger.info("work %s: delete requested", name)
         self.engine.saved.pop(name, None)
+        self.engine.deleting.add(name)
         if not aw["spec"].get("deleteRequested"):
             try:
                 self.store[name] = await self.kube.request(

@@ -71,6 +71,8 @@ class Engine:
         self.latest: dict[str, int] = {}
         """The newest version the receiver wrote per work: an apply of an older one stops early."""
         self.saved: dict[str, Saved] = {}
+        self.deleting: set[str] = set()
+        """Works being deleted: no reconcile applies anything to them any more (a stale copy may still ask)."""
         self._locks: dict[str, asyncio.Lock] = {}
 
     def lock(self, name: str) -> asyncio.Lock:
@@ -109,7 +111,7 @@ class Engine:
     async def _reconcile(self, aw: dict[str, Any], *, why: str) -> Outcome:
         name, uid = aw["metadata"]["name"], aw["metadata"]["uid"]
         spec = aw["spec"]
-        if spec.get("deleteRequested") or aw["metadata"].get("deletionTimestamp"):
+        if spec.get("deleteRequested") or aw["metadata"].get("deletionTimestamp") or name in self.deleting:
             return Outcome(done=True)
         version = int(spec.get("resourceVersion") or 0)
         old = dict(aw.get("status") or {})
@@ -138,10 +140,8 @@ class Engine:
         entries: list[dict[str, Any] | None] = [None] * len(manifests)
         wrote = False
         for ordinal in ranks.apply_order([m if isinstance(m, dict) else {} for m in manifests]):
-            if self.latest.get(name, version) > version:
-                logger.info(
-                    "work %s: version %d superseded by %d; stopping this apply", name, version, self.latest[name]
-                )
+            if self.latest.get(name, version) > version or name in self.deleting:
+                logger.info("work %s: version %d superseded or deleted; stopping this apply", name, version)
                 return Outcome(done=True, message="superseded")
             entry, changed = await self._one(
                 aw,
@@ -427,6 +427,7 @@ class Engine:
 
     async def finalize(self, aw: dict[str, Any]) -> Outcome:
         """Clean up for a deleted AppliedWork; ``done`` once nothing the delete option removes is left."""
+        self.deleting.add(aw["metadata"]["name"])
         async with self.lock(aw["metadata"]["name"]):
             return await self._finalize(aw)
 
@@ -483,6 +484,9 @@ class Engine:
             return Outcome(done=False, message=f"waiting for {left} objects to be deleted")
         if by_hub:
             self.recorder.event(aw, "Normal", "Deleted", f"Work deleted ({policy})")
+            logger.info("work %s: deleted (%s)", name, policy)
+        else:
+            logger.info("work %s: AppliedWork deleted by hand; its objects are kept and it is created again", name)
         self.payloads.pop(name, None)
         return Outcome(done=True)
 

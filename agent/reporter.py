@@ -114,6 +114,7 @@ class Reporter:
                 if self.reports.get(name) is report:
                     self._pending.pop(name, None)
                     if report.final:
+                        logger.info("work %s: Deleted reported to the hub", name)
                         self.reports.pop(name, None)
                         self.published.pop(name, None)
 

@@ -113,6 +113,7 @@ class Runtime:
         settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=works.GROUP)
         settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix=works.GROUP, key="last-handled")
         settings.posting.enabled = False
+        settings.scanning.disabled = True  # NB: AppliedWork is known; no cluster-wide CRD watch (and no RBAC for it).
         settings.watching.server_timeout = 300
         settings.batching.worker_limit = self.settings.workers
         memo = kopf.Memo(runtime=self)
@@ -189,6 +190,7 @@ class Runtime:
         name = aw["metadata"]["name"]
         if kind == "DELETED":
             self.store.pop(name, None)
+            self.engine.deleting.discard(name)
             self.engine.payloads.pop(name, None)
             self.engine.latest.pop(name, None)
             self.reporter.forget(name)

@@ -12,7 +12,7 @@ class AgentSettings:
     workload_source_config: str
     """The broker config file (upstream's MQTT YAML)."""
     namespace: str
-    """The agent's own namespace: payload Secrets and Events live there."""
+    """The agent's own namespace: the works' payload Secrets live there."""
     kubeconfig: str | None = None
     """``None``: the in-cluster service account."""
     client_id: str = ""

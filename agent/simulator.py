@@ -1,16 +1,15 @@
 """A simulated agent: speaks the agent side of the protocol with no Kubernetes behind it.
 
-For tests, demos and benchmarks of the hub. It keeps works in memory and answers as upstream's work agent
+For tests, demos and benchmarks of the hub. The wire is :class:`agent.link.AgentLink`, the same code the
+Kubernetes agent runs (spec resync on every (re)connect, decoding, per-resource ordering, sequence ids, status
+hashes); this module is only the link's handler, keeping works in memory and answering as upstream's work agent
 does:
 
-* on every (re)connect, a ``spec.resync_request`` listing its ``(resourceID, resourceVersion)`` pairs, with
-  ``originalsource`` ``""`` ("all sources");
-* a spec create/update/resync_response is applied idempotently by ``(resourceid, resourceversion)``: events
-  for another cluster are ignored, older versions dropped, a repeat re-sends the current status (the hub
-  re-publishes what it has no status for, so a lost status must be repairable by a repeat);
+* a spec create/update/resync_response is applied idempotently by ``(resourceid, resourceversion)``: older
+  versions are dropped, a repeat re-sends the current status (the hub re-publishes what it has no status for,
+  so a lost status must be repairable by a repeat);
 * each applied work gets a ``status.update_request`` with a ``ManifestBundleStatus`` (Applied/Available, per
-  manifest conditions and status feedback), a fresh ``sequenceid`` and the ``statushash``; a configurable
-  failure rate reports ``Applied=False`` instead;
+  manifest conditions and status feedback); a configurable failure rate reports ``Applied=False`` instead;
 * a delete (``delete_request``, or any spec event carrying ``deletiontimestamp``) reports ``Deleted=True``
   (reason ``ManifestsDeleted``) and forgets the work;
 * a ``status.resync_request`` is answered with ``status.resync_response`` for the works of that source
@@ -21,7 +20,7 @@ Works, counters and the per-resource :class:`History` survive :meth:`SimulatedAg
 :meth:`SimulatedAgent.start`, so a stop/start is an agent restarting over a cluster that kept its works (with a
 clean or a persistent MQTT session, as the config's ``sessionExpiry`` says).
 
-The protocol package is the only dependency, so the simulator runs anywhere a broker is reachable.
+The protocol package is the only other dependency, so the simulator runs anywhere a broker is reachable.
 """
 
 from __future__ import annotations
@@ -40,12 +39,8 @@ from typing import Any
 
 from cloudevents.core.v1.event import CloudEvent
 
-from protocol import cloudevents_mqtt, events, mqtt, mqtt_config, payloads, resync, sequence, statushash, topics, types
-from protocol.errors import BrokerError, MaestroProtocolException, ProtocolError
-
-logger = logging.getLogger(__name__)
-
-ALL_SOURCES = ""
+from agent import link as agent_link
+from protocol import mqtt, mqtt_config, payloads, statushash, types
 
 
 @dataclasses.dataclass
@@ -56,9 +51,12 @@ class Work:
     version: int
     source: str
     bundle: dict[str, Any]
-    metadata: str | None
+    metadata: str
     status: payloads.ManifestBundleStatus
-    status_hash: str
+    status_hash: str = dataclasses.field(init=False)
+
+    def __post_init__(self) -> None:
+        self.status_hash = statushash.status_hash(self.status)
 
 
 @dataclasses.dataclass
@@ -91,6 +89,19 @@ class Counters:
     publish_failed: int = 0
     spec_resyncs_sent: int = 0
     status_resyncs_answered: int = 0
+    handler_failed: int = 0
+
+
+#: The :class:`Counters` fields the link counts (the others are the simulator's own).
+_LINK_COUNTERS = (
+    "received",
+    "other_cluster",
+    "malformed",
+    "status_sent",
+    "publish_failed",
+    "spec_resyncs_sent",
+    "handler_failed",
+)
 
 
 class SimulatedAgent:
@@ -106,17 +117,14 @@ class SimulatedAgent:
         delay: float = 0.0,
         failure_rate: float = 0.0,
         seed: int | None = None,
+        concurrency: int = 16,
         broker_options: dict[str, Any] | None = None,
         on_event: Callable[[CloudEvent], None] | None = None,
         report_status: bool = True,
     ) -> None:
         self.consumer = consumer
-        self.on_event = on_event
-        """Called with every well-formed event received, before it is handled (tests and benchmarks use it to
-        record what arrived when)."""
         self.source = source
-        self.agent_id = f"{consumer}-work-agent"
-        self.config = config
+        """The source a restored work belongs to, and the one the spec resync is addressed to."""
         self.delay = delay
         self.failure_rate = failure_rate
         self.report_status = report_status
@@ -125,19 +133,28 @@ class SimulatedAgent:
         self.works: dict[str, Work] = {}
         self.history: dict[str, History] = {}
         """Per resource id, from the first spec event for it; kept after a delete."""
-        self.counters = Counters()
         self.sent: collections.deque[CloudEvent] = collections.deque(maxlen=1000)
         """The last 1,000 events this agent published (bounded: a simulator may run for days)."""
+        self.link = agent_link.AgentLink(
+            consumer=consumer,
+            config=config,
+            handler=self,
+            client_id=client_id,
+            resync_source=source,
+            concurrency=concurrency,
+            broker_options=broker_options,
+            on_event=on_event,
+            on_sent=self.sent.append,
+        )
+        """The wire, kept for the agent's whole life (its sequence ids never go back across a restart)."""
+        self._counts = Counters()
         self._random = random.Random(seed)
-        self._sequence = sequence.SequenceGenerator()
-        self._locks: dict[str, asyncio.Lock] = {}
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._changed = asyncio.Event()
-        self._subscription = topics.fill(config.topics.source_events, consumer=consumer)
-        self._client_id = client_id or f"{self.agent_id}-client"
-        self._broker_options = dict(broker_options or {})
-        self._broker: mqtt.Broker | None = None
-        self._runner: asyncio.Task[None] | None = None
+
+    @property
+    def counters(self) -> Counters:
+        """A snapshot of the counts: the wire's from the link, the rest the simulator's own."""
+        wire = self.link.counters
+        return dataclasses.replace(self._counts, **{name: getattr(wire, name) for name in _LINK_COUNTERS})
 
     # --- lifecycle
     # -------------------------------------------------------------------------------------------
@@ -145,9 +162,7 @@ class SimulatedAgent:
     @property
     def broker(self) -> mqtt.Broker:
         """The MQTT link of the current run (a new one for every :meth:`start`)."""
-        if self._broker is None:
-            raise RuntimeError(f"simulated agent {self.consumer} is not started")
-        return self._broker
+        return self.link.broker
 
     async def __aenter__(self) -> SimulatedAgent:
         await self.start()
@@ -159,37 +174,17 @@ class SimulatedAgent:
     async def start(self) -> None:
         """Connect and run in the background; the agent's state is kept from an earlier run, and the spec resync
         sent on connecting tells the sources about it."""
-        if self._broker is not None:
-            raise RuntimeError(f"simulated agent {self.consumer} is already started")
-        broker = mqtt.Broker(
-            self.config, client_id=self._client_id, subscriptions=[self._subscription], **self._broker_options
-        )
-        await broker.start()
-        self._broker = broker
-        self._runner = asyncio.create_task(self._run_loops(broker), name=f"simulator:{self.consumer}")
+        await self.link.start()
 
     async def stop(self, *, drain_timeout: float = 5.0) -> None:
         """Stop handling events and disconnect, first waiting up to ``drain_timeout`` seconds for statuses
         already handed to the broker to be acknowledged (else a stop would look like a lost status)."""
-        if self._runner is not None:
-            self._runner.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._runner
-            self._runner = None
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        broker, self._broker = self._broker, None
-        if broker is not None:
-            with contextlib.suppress(BrokerError):
-                await broker.drain(timeout=drain_timeout)
-            await broker.close()
+        await self.link.stop(drain_timeout=drain_timeout)
 
     async def run(self) -> None:
         """Run until cancelled (the ``main()`` entry point)."""
         async with self:
-            assert self._runner is not None
-            await self._runner
+            await self.link.wait()
 
     def restore(self, *, resource_id: str, version: int, bundle: dict[str, Any] | None = None) -> Work:
         """Hold a work as if applied in an earlier life (its cluster still has it, the hub may have forgotten it).
@@ -199,15 +194,8 @@ class SimulatedAgent:
         """
         bundle = bundle if bundle is not None else {"manifests": []}
         status = _status(bundle, version=version, failed=False)
-        work = Work(
-            resource_id=resource_id,
-            version=version,
-            source=self.source,
-            bundle=bundle,
-            metadata=_default_metadata(resource_id),
-            status=status,
-            status_hash=statushash.status_hash(status),
-        )
+        metadata = agent_link.default_metadata(resource_id)
+        work = Work(resource_id, version, self.source, bundle, metadata, status)
         self.works[resource_id] = work
         return work
 
@@ -215,189 +203,79 @@ class SimulatedAgent:
         """Wait until ``predicate()`` holds; re-checked after every handled event."""
         async with asyncio.timeout(timeout):
             while not predicate():
-                self._changed.clear()
-                await self._changed.wait()
-
-    # --- loops
-    # -----------------------------------------------------------------------------------------------
-
-    async def _run_loops(self, broker: mqtt.Broker) -> None:
-        async with asyncio.TaskGroup() as group:
-            group.create_task(self._resync_on_connect(broker), name=f"simulator-resync:{self.consumer}")
-            group.create_task(self._receive(broker), name=f"simulator-receive:{self.consumer}")
-
-    async def _resync_on_connect(self, broker: mqtt.Broker) -> None:
-        async for _ in broker.connections():
-            await self._guard(self.send_spec_resync())
-
-    async def _receive(self, broker: mqtt.Broker) -> None:
-        async for item in broker.messages():
-            self.counters.received += 1
-            try:
-                event = cloudevents_mqtt.decode(item.message)
-                event_type = types.event_type(event)
-            except ProtocolError as exc:
-                self.counters.malformed += 1
-                logger.warning("simulator %s: dropped malformed message on %s: %s", self.consumer, item.topic, exc)
-                self._notify()
-                continue
-            if self.on_event is not None:
-                self.on_event(event)
-            if event_type.subresource == types.SPEC:
-                rid = event.get_extension(types.EXT_RESOURCE_ID)
-                lock = self._locks.setdefault(str(rid), asyncio.Lock())
-                if self.delay > 0:
-                    # NB: one task per event so a slow apply does not stall other works; the per-work lock
-                    # keeps each work's events in order.
-                    task = asyncio.create_task(self._locked(lock, event), name=f"simulator-apply:{rid}")
-                    self._tasks.add(task)
-                    task.add_done_callback(self._tasks.discard)
-                else:
-                    await self._locked(lock, event)
-            elif event_type.action == types.RESYNC_REQUEST:
-                await self._guard(self._answer_status_resync(event))
-            self._notify()
-
-    async def _locked(self, lock: asyncio.Lock, event: CloudEvent) -> None:
-        async with lock:
-            await self._guard(self._handle_spec(event))
-        self._notify()
-
-    async def _guard(self, work: Any) -> None:
-        """Count and log what fails, and go on: one bad event or one publish that timed out while the broker was
-        away must not stop the agent (the next resync repairs a lost message)."""
-        try:
-            await work
-        except BrokerError as exc:
-            self.counters.publish_failed += 1
-            logger.warning("simulator %s: publish failed: %s", self.consumer, exc)
-        except MaestroProtocolException as exc:
-            self.counters.malformed += 1
-            logger.warning("simulator %s: cannot handle event: %s", self.consumer, exc)
-
-    def _notify(self) -> None:
-        self._changed.set()
-
-    # --- spec side
-    # -------------------------------------------------------------------------------------------
-
-    async def _handle_spec(self, event: CloudEvent) -> None:
-        if types.str_extension(event, types.EXT_CLUSTER_NAME, default="") != self.consumer:
-            self.counters.other_cluster += 1
-            return
-        resource_id = types.str_extension(event, types.EXT_RESOURCE_ID)
-        version = types.int_extension(event, types.EXT_RESOURCE_VERSION, default=0)
-        deleting = types.timestamp_extension(event, types.EXT_DELETION_TIMESTAMP) is not None
-        history = self.history.setdefault(resource_id, History())
-        if deleting or types.event_type(event).action == types.DELETE_REQUEST:
-            history.deletes += 1
-            await self._delete(event, resource_id, version)
-            return
-        history.received.append(version)
-        known = self.works.get(resource_id)
-        if known is not None and version and version < known.version:
-            self.counters.stale += 1
-            return
-        if known is not None and version == known.version:
-            self.counters.duplicates += 1
-            await self._send_status(known, action=types.UPDATE_REQUEST)
-            return
-        bundle = events.data_object(event)
-        if self.delay > 0:
-            await asyncio.sleep(self.delay)
-        failed = self.failure_rate > 0 and self._random.random() < self.failure_rate
-        status = _status(bundle, version=version, failed=failed)
-        work = Work(
-            resource_id=resource_id,
-            version=version,
-            source=event.get_source(),
-            bundle=bundle,
-            metadata=_metadata(event),
-            status=status,
-            status_hash=statushash.status_hash(status),
-        )
-        self.works[resource_id] = work
-        history.applied.append(version)
-        if failed:
-            self.counters.failed += 1
-        else:
-            self.counters.applied += 1
-        await self._send_status(work, action=types.UPDATE_REQUEST)
-
-    async def _delete(self, event: CloudEvent, resource_id: str, version: int) -> None:
-        known = self.works.pop(resource_id, None)
-        now = _now()
-        status = payloads.ManifestBundleStatus(
-            conditions=[_condition("Deleted", "True", "ManifestsDeleted", "The manifests are deleted", version, now)],
-            resourceStatus=[],
-        )
-        gone = Work(
-            resource_id=resource_id,
-            version=known.version if known is not None else version,
-            source=known.source if known is not None else event.get_source(),
-            bundle={},
-            metadata=known.metadata if known is not None else _metadata(event),
-            status=status,
-            status_hash=statushash.status_hash(status),
-        )
-        self.counters.deleted += 1
-        await self._send_status(gone, action=types.UPDATE_REQUEST)
+                self.link.changed.clear()
+                await self.link.changed.wait()
 
     async def send_spec_resync(self) -> None:
         """Tell the sources what we have; they answer with what changed and deletes for what they no longer
         have."""
-        pairs = [(w.resource_id, w.version) for w in self.works.values()]
-        topic = self._agent_topic(self.source, broadcast=True)
-        for data in resync.spec_resync_payloads(pairs):
-            event = events.make_event(
-                type=types.manifestbundle_type("spec", types.RESYNC_REQUEST),
-                source=self.agent_id,
-                data=dict(data),
-                extensions={types.EXT_CLUSTER_NAME: self.consumer, types.EXT_ORIGINAL_SOURCE: ALL_SOURCES},
-            )
-            await self._publish(topic, event)
-            self.counters.spec_resyncs_sent += 1
+        await self.link.send_spec_resync()
 
-    # --- status side
-    # -----------------------------------------------------------------------------------------
+    # --- the link's handler
+    # -----------------------------------------------------------------------------------
 
-    async def _answer_status_resync(self, event: CloudEvent) -> None:
-        listed = {h["resourceID"]: h["statusHash"] for h in payloads.read_status_resync(event.get_data())}
-        mine = [w for w in self.works.values() if w.source == event.get_source()]
+    def held(self) -> list[tuple[str, int]]:
+        return [(w.resource_id, w.version) for w in self.works.values()]
+
+    async def on_spec(self, spec: agent_link.SpecEvent) -> None:
+        history = self.history.setdefault(spec.resource_id, History())
+        if spec.deleting:
+            history.deletes += 1
+            await self._delete(spec)
+            return
+        history.received.append(spec.version)
+        known = self.works.get(spec.resource_id)
+        if known is not None and spec.version and spec.version < known.version:
+            self._counts.stale += 1
+            return
+        if known is not None and spec.version == known.version:
+            self._counts.duplicates += 1
+            await self._send_status(known, action=types.UPDATE_REQUEST)
+            return
+        if self.delay > 0:
+            await asyncio.sleep(self.delay)
+        failed = self.failure_rate > 0 and self._random.random() < self.failure_rate
+        status = _status(spec.bundle, version=spec.version, failed=failed)
+        work = Work(spec.resource_id, spec.version, spec.source, spec.bundle, spec.metadata, status)
+        self.works[spec.resource_id] = work
+        history.applied.append(spec.version)
+        if failed:
+            self._counts.failed += 1
+        else:
+            self._counts.applied += 1
+        await self._send_status(work, action=types.UPDATE_REQUEST)
+
+    async def _delete(self, spec: agent_link.SpecEvent) -> None:
+        deleted = _condition("Deleted", "True", "ManifestsDeleted", "The manifests are deleted", spec.version, _now())
+        status = payloads.ManifestBundleStatus(conditions=[deleted], resourceStatus=[])
+        known = self.works.pop(spec.resource_id, None)
+        if known is None:
+            gone = Work(spec.resource_id, spec.version, spec.source, {}, spec.metadata, status)
+        else:
+            gone = dataclasses.replace(known, bundle={}, status=status)
+        self._counts.deleted += 1
+        await self._send_status(gone, action=types.UPDATE_REQUEST)
+
+    async def on_status_resync(self, source: str, hashes: dict[str, str]) -> None:
+        mine = [w for w in self.works.values() if w.source == source]
         for work in mine:
-            if not listed or (work.resource_id in listed and listed[work.resource_id] != work.status_hash):
+            if not hashes or (work.resource_id in hashes and hashes[work.resource_id] != work.status_hash):
                 await self._send_status(work, action=types.RESYNC_RESPONSE)
-        self.counters.status_resyncs_answered += 1
+        self._counts.status_resyncs_answered += 1
 
     async def _send_status(self, work: Work, *, action: str) -> None:
         if not self.report_status:
-            self.counters.status_withheld += 1
+            self._counts.status_withheld += 1
             return
-        event = events.make_event(
-            type=types.manifestbundle_type("status", action),
-            source=self.agent_id,
-            data=dict(work.status),
-            extensions={
-                types.EXT_RESOURCE_ID: work.resource_id,
-                types.EXT_RESOURCE_VERSION: work.version,
-                types.EXT_CLUSTER_NAME: self.consumer,
-                types.EXT_ORIGINAL_SOURCE: work.source,
-                types.EXT_SEQUENCE_ID: self._sequence.next(),
-                types.EXT_STATUS_HASH: work.status_hash,
-                types.EXT_METADATA: work.metadata,
-            },
+        await self.link.publish_status(
+            resource_id=work.resource_id,
+            version=work.version,
+            source=work.source,
+            status=work.status,
+            metadata=work.metadata,
+            action=action,
+            status_hash=work.status_hash,
         )
-        await self._publish(self._agent_topic(work.source), event)
-        self.counters.status_sent += 1
-
-    def _agent_topic(self, source: str, *, broadcast: bool = False) -> str:
-        if broadcast and self.config.topics.agent_broadcast:
-            return topics.fill(self.config.topics.agent_broadcast, source=source, consumer=self.consumer)
-        return topics.fill(self.config.topics.agent_events, source=source, consumer=self.consumer)
-
-    async def _publish(self, topic: str, event: CloudEvent) -> None:
-        self.sent.append(event)
-        await self.broker.publish(topic, cloudevents_mqtt.encode(event, binary=self.broker.binary_mode))
 
 
 def _now() -> str:
@@ -415,20 +293,6 @@ def _condition(
         lastTransitionTime=when,
         observedGeneration=generation,
     )
-
-
-def _metadata(event: CloudEvent) -> str:
-    """The work metadata to echo: the spec event's, else a minimal one named by the resource id."""
-    value = event.get_extension(types.EXT_METADATA)
-    if isinstance(value, str) and value:
-        return value
-    if isinstance(value, dict):
-        return json.dumps(value, separators=(",", ":"), sort_keys=True)
-    return _default_metadata(str(event.get_extension(types.EXT_RESOURCE_ID)))
-
-
-def _default_metadata(resource_id: str) -> str:
-    return json.dumps({"name": resource_id}, separators=(",", ":"))
 
 
 def _json_feedback(bundle: dict[str, Any], meta: dict[str, Any], replicas: object) -> list[payloads.FeedbackValue]:

@@ -196,25 +196,28 @@ async def test_crd_rejects_drops_and_selective_orphan(
         bad,
         unknown,
         no_namespace,
+        configmap("nowhere", f"{namespace}-missing"),
         _crd(group),
     ]
     rid = await _bundle(rest, e2e_hub.consumer, manifests)
     body = await wait_for(
         rest,
         f"/resource-bundles/{rid}",
-        lambda b: b["status"]["ObservedVersion"] == 1 and len(b["status"]["resourceStatus"]) == 7,
+        lambda b: b["status"]["ObservedVersion"] == 1 and len(b["status"]["resourceStatus"]) == 8,
     )
 
     for name in ("w1", "keep", "drop", f"widgets.{group}"):
         assert is_true(_manifest_status(body, name)["conditions"], "Applied"), name
     assert get_json(kubectl, f"widgets.{group}", "w1", "-n", namespace) is not None
     messages = {
-        n: condition(_manifest_status(body, n)["conditions"], "Applied")["message"] for n in ("bad", "g", "floating")
+        n: condition(_manifest_status(body, n)["conditions"], "Applied")["message"]
+        for n in ("bad", "g", "floating", "nowhere")
     }
     assert "spec.replicas" in messages["bad"], messages
     assert "must be greater than or equal to 0" in messages["bad"], messages
     assert 'no matches for kind "Gizmo" in version "nothing.example.io/v1"' in messages["g"], messages
     assert "has no metadata.namespace" in messages["floating"], messages
+    assert f'namespaces "{namespace}-missing" not found' in messages["nowhere"], messages
     assert condition(body["status"]["conditions"], "Applied")["reason"] == "AppliedManifestWorkFailed"
 
     # The bad ones fixed by dropping them, and "drop" dropped: it is deleted, the rest stays.
