@@ -216,3 +216,43 @@ async def test_resync_on_reconnect_after_broker_restart(
         await asyncio.to_thread(mosquitto.restart)
         listing = await source.expect(types.RESYNC_REQUEST, "spec", timeout=20)
         assert listing.get_data() == {"resourceVersions": [{"resourceID": "r1", "resourceVersion": 1}]}
+
+
+async def test_restart_keeps_works_counters_and_sequence(
+    mosquitto: MosquittoServer, mqtt_names: MQTTNames, source: Source
+) -> None:
+    agent = _agent(mosquitto, mqtt_names)
+    async with agent:
+        await source.expect(types.RESYNC_REQUEST, "spec")
+        await source.send(types.CREATE_REQUEST)
+        first = await source.expect(types.UPDATE_REQUEST)
+    async with agent:
+        listing = await source.expect(types.RESYNC_REQUEST, "spec")
+        assert listing.get_data() == {"resourceVersions": [{"resourceID": "r1", "resourceVersion": 1}]}
+        await source.send(types.CREATE_REQUEST)  # a repeat: the same status, with a newer sequence id
+        again = await source.expect(types.UPDATE_REQUEST)
+    assert again.get_extension("statushash") == first.get_extension("statushash")
+    assert int(again.get_extension("sequenceid")) > int(first.get_extension("sequenceid"))
+    counters = agent.counters
+    assert (counters.applied, counters.duplicates, counters.spec_resyncs_sent, counters.status_sent) == (1, 1, 2, 2)
+    assert [types.event_type(e).subresource for e in agent.sent] == ["spec", "status", "spec", "status"]
+    assert [e.get_id() for e in agent.sent][1::2] == [first.get_id(), again.get_id()]
+    assert agent.history["r1"].received == [1, 1]
+    assert agent.history["r1"].applied == [1]
+
+
+async def test_delayed_applies_keep_each_works_order(
+    mosquitto: MosquittoServer, mqtt_names: MQTTNames, source: Source
+) -> None:
+    async with _agent(mosquitto, mqtt_names, delay=0.05) as agent:
+        await source.expect(types.RESYNC_REQUEST, "spec")
+        for version in (1, 2, 3):
+            for rid in ("a", "b"):
+                await source.send(types.UPDATE_REQUEST, resource_id=rid, version=version)
+        await source.send(types.UPDATE_REQUEST, resource_id="a", version=2)  # stale by the time it is handled
+        await agent.wait_until(lambda: agent.counters.applied == 6 and agent.counters.stale == 1)
+        assert {rid: (h.received, h.applied) for rid, h in agent.history.items()} == {
+            "a": ([1, 2, 3, 2], [1, 2, 3]),
+            "b": ([1, 2, 3], [1, 2, 3]),
+        }
+        assert {rid: w.version for rid, w in agent.works.items()} == {"a": 3, "b": 3}
