@@ -284,8 +284,25 @@ class Runtime:
         await self.kopf_ready.wait()
         while True:
             await asyncio.sleep(self.settings.status_sync_interval)
-            for name in list(self.store):
-                self.trigger(name, "status-sync")
+            for name, aw in list(self.store.items()):
+                if self._needs_poll(aw):
+                    self.trigger(name, "status-sync")
+
+    def _needs_poll(self, aw: dict[str, Any]) -> bool:
+        """Whether a work has something no watch reports: an object the agent did not write (``ReadOnly``, or one
+        ``CreateOnly`` found), a kind whose watch is not running, or a manifest that is not applied yet."""
+        status = aw.get("status") or {}
+        entries = status.get("manifests") or []
+        if not entries or len(entries) != len((aw.get("spec") or {}).get("manifests") or []):
+            return True
+        for entry in entries:
+            if not entry.get("written") or not entry.get("resource"):
+                return True
+            if not self.watcher.watching(entry.get("group", ""), entry.get("version", ""), entry["resource"]):
+                return True
+            if not any(c.get("type") == "Applied" and c.get("status") == "True" for c in entry.get("conditions") or []):
+                return True
+        return False
 
     async def _evictions(self) -> None:
         """Works from another hub (another broker or topics), not claimed again within the grace period, go."""

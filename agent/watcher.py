@@ -30,6 +30,7 @@ class Watcher:
         self.timeout_seconds = timeout_seconds
         self._cache: dict[Key, dict[str, Any]] = {}
         self._synced: dict[str, asyncio.Event] = {}
+        self._healthy: dict[str, bool] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._closed = False
 
@@ -48,6 +49,19 @@ class Watcher:
         meta = obj.get("metadata") or {}
         if works.WORK_LABEL in (meta.get("labels") or {}):
             self._cache[(kind.path(), meta.get("namespace") or "", meta.get("name", ""))] = obj
+
+    def watching(self, group: str, version: str, resource: str) -> bool:
+        """Whether changes of that kind reach us by watch right now (listed and the watch task alive)."""
+        base = f"/apis/{group}/{version}" if group else f"/api/{version}"
+        path = f"{base}/{resource}"
+        task, synced = self._tasks.get(path), self._synced.get(path)
+        return (
+            task is not None
+            and not task.done()
+            and synced is not None
+            and synced.is_set()
+            and self._healthy.get(path, False)
+        )
 
     @property
     def kinds(self) -> int:
@@ -73,6 +87,7 @@ class Watcher:
             try:
                 version = await self._list(kind)
                 self._synced[path].set()
+                self._healthy[path] = True
                 failures = 0
                 while True:
                     async for event in self.kube.watch(
@@ -100,6 +115,7 @@ class Watcher:
                 failures += 1
                 logger.warning("watch of %s broke: %r", path, exc)
             if failures:
+                self._healthy[path] = False
                 await asyncio.sleep(min(30.0, 0.5 * 2**failures) * random.uniform(0.5, 1.0))
 
     async def _list(self, kind: Kind) -> str:

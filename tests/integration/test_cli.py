@@ -37,7 +37,7 @@ def maestro(*args: str, env: dict[str, str] | None = None) -> subprocess.Complet
             1,
             "cannot connect to the database",
         ),
-        (("agent",), {}, 2, "--simulate"),
+        (("agent",), {}, 2, "--consumer-name is required"),
         (("server", "--mqtt-config-file", "/nonexistent/mqtt.yaml"), {}, 1, "--mqtt-config-file /nonexistent"),
     ],
 )
