@@ -1,30 +1,64 @@
-"""The ``maestro`` command: ``server``, ``migration`` (upstream's names), and ``agent`` from the agent package."""
+"""The ``maestro`` command: ``server``, ``migration`` (upstream's names), and the subcommands other packages
+provide through ``maestro.commands`` entry points: ``agent``, and the client's ``consumer``, ``resourcebundle``,
+``resource`` and ``mqtt``.
+
+A plugin's command line reaches it before anything of the hub is imported (the hub's modules are imported inside
+the functions that use them), so ``maestro resourcebundle list`` pays for neither the hub nor the agent.
+"""
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
 from collections.abc import Sequence
 from importlib import metadata
+from typing import TYPE_CHECKING
 
-from server import dsn, logging_setup, migrate
-from server import settings as settings_mod
+if TYPE_CHECKING:
+    from server import settings as settings_mod
+
+DISTRIBUTION = "maestro-py"
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="maestro", description="Maestro hub in Python")
-    sub = parser.add_subparsers(dest="command", required=True)
+def _version() -> str:
+    try:
+        return metadata.version(DISTRIBUTION)
+    except metadata.PackageNotFoundError:
+        return "unknown (not installed)"
+
+
+def _parser(plugins: dict[str, metadata.EntryPoint], *, describe: bool) -> argparse.ArgumentParser:
+    from server import settings as settings_mod
+
+    parser = argparse.ArgumentParser(
+        prog="maestro", description="Maestro in Python: the hub, its agent and a command-line client"
+    )
+    parser.add_argument("--version", action="version", version=f"maestro {_version()}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     server = sub.add_parser("server", help="run the hub: REST, gRPC, dispatch and status ingest")
     settings_mod.add_arguments(server)
     sub.add_parser("agent", help="run an agent (see: maestro agent --help)", add_help=False)
     migration = sub.add_parser("migration", help="apply database migrations (idempotent)")
     settings_mod.add_arguments(migration, only={"db_url", "data_dir", "log_level", "log_format"})
+    for name, entry in plugins.items():
+        if name not in sub.choices:
+            sub.add_parser(name, help=_summary(entry, name) if describe else None, add_help=False)
     return parser
 
 
+def _summary(entry: metadata.EntryPoint, name: str) -> str:
+    """A plugin's one-line help: the first line of its entry point's docstring (loaded only for ``--help``)."""
+    try:
+        doc = entry.load().__doc__ or ""
+    except Exception:  # NB: a broken plugin must not break the hub's help.
+        doc = ""
+    first = doc.strip().splitlines()[0] if doc.strip() else ""
+    return first or f"see: maestro {name} --help"
+
+
 def _plugins() -> dict[str, metadata.EntryPoint]:
-    """Subcommands other packages provide (``maestro agent``), without the hub importing them."""
+    """Subcommands other packages provide (``maestro agent``, ``maestro consumer``…), without the hub importing
+    them."""
     return {ep.name: ep for ep in metadata.entry_points(group="maestro.commands")}
 
 
@@ -33,7 +67,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     plugins = _plugins()
     if argv and argv[0] in plugins:
         return int(plugins[argv[0]].load()(argv[1:]))
-    parser = _parser()
+    from server import logging_setup
+    from server import settings as settings_mod
+
+    parser = _parser(plugins, describe=not argv or argv[0] in ("-h", "--help"))
     args = parser.parse_args(argv)
     try:
         settings = settings_mod.from_sources(args)
@@ -43,6 +80,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging_setup.configure(settings.log_level, settings.log_format)
     if args.command == "migration":
         return _migration(settings)
+    import asyncio
+
     from server import runner
 
     try:
@@ -53,7 +92,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _migration(settings: settings_mod.Settings) -> int:
-    from server import embedded
+    from server import dsn, embedded, migrate
 
     pg = None
     url = settings.db_url
