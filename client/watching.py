@@ -7,8 +7,9 @@ network cut, 45 s of silence where the hub sends a keepalive every 15 s), the wa
 asks for what came after the last cursor it saw: nothing is missed and nothing printed twice, without a relist.
 Only a watch that broke before its first event has no cursor; it reads the current status again instead.
 
-The stream carries bundles (a single resource is a bundle of one manifest to the hub): ``resource status
---watch`` keeps the single resources' events. The hub filters by consumer; by name is done here.
+The stream carries bundles (a single resource is a bundle of one manifest to the hub), and so does every line
+printed, the current status included: ``resource status --watch`` keeps the single resources' events. The hub
+filters by consumer; by name is done here.
 """
 
 from __future__ import annotations
@@ -97,7 +98,7 @@ def watch(rest: Rest, kind: Kind, args: argparse.Namespace) -> int:
                 cursor = str(event.get("cursor") or "") or cursor
                 obj = event.get("object") or {}
                 if selection.wants(obj):
-                    _print_event(event, args.output, kind=BUNDLE, selection=selection)
+                    _print_event(event, args.output, selection=selection)
             reason = "the hub ended the stream"
         except UnreachableError as exc:
             if not answered_once:
@@ -119,18 +120,22 @@ def watch(rest: Rest, kind: Kind, args: argparse.Namespace) -> int:
 def _print_current(
     rest: Rest, kind: Kind, args: argparse.Namespace, target: Mapping[str, Any] | None, selection: _Selection
 ) -> None:
+    """Print what is watched as it is now, in the stream's shape (a bundle, single resources included)."""
     if target is not None:
-        items = [rest.get(f"{kind.path}/{target['id']}")]
+        items = [rest.get(f"{BUNDLE.path}/{target['id']}")]
     else:
         search = f"consumer_name = {objects.quote(args.consumer)}" if args.consumer else None
-        items = list(rest.pages(kind.path, {"search": search}))
-        selection.singles.update({str(o["id"]): True for o in items})
+        items = list(rest.pages(BUNDLE.path, {"search": search}))
+        if kind is not BUNDLE:
+            singles = {str(o["id"]) for o in rest.pages(kind.path, {"search": search})}
+            selection.singles.update({str(o["id"]): str(o["id"]) in singles for o in items})
+            items = [o for o in items if str(o["id"]) in singles]
     selection.names.update({str(o["id"]): render.short_name(o) for o in items})
     for obj in items:
-        _print_event({"type": "Current", "cursor": None, "object": obj}, args.output, kind=kind, selection=selection)
+        _print_event({"type": "Current", "cursor": None, "object": obj}, args.output, selection=selection)
 
 
-def _print_event(event: Mapping[str, Any], fmt: str, *, kind: Kind, selection: _Selection) -> None:
+def _print_event(event: Mapping[str, Any], fmt: str, *, selection: _Selection) -> None:
     if fmt != "table":
         render.line(event, fmt)
         return
@@ -138,8 +143,8 @@ def _print_event(event: Mapping[str, Any], fmt: str, *, kind: Kind, selection: _
     if event.get("type") == "StatusDelete":
         summary = "Deleted"
     else:
-        conditions = objects.current_conditions(kind, obj)
+        conditions = objects.current_conditions(BUNDLE, obj)
         detail = "no status for this version yet" if conditions is None else render.condition_summary(conditions)
-        summary = f"{works.state(kind, obj)}: {detail}"
+        summary = f"{works.state(BUNDLE, obj)}: {detail}"
     fields = [f"{event.get('type', '?'):<12}", selection.name(obj), str(obj.get("consumer_name", "-"))]
     print("  ".join([*fields, f"v{obj.get('version', '?')}", summary]), flush=True)

@@ -19,7 +19,7 @@ import yaml
 from agent.simulator import SimulatedAgent
 from tests.fixtures.mosquitto import MosquittoServer
 from tests.fixtures.postgres import PostgresServer, free_port
-from tests.integration.client_support import NGINX, database, environment, hub_process, maestro
+from tests.integration.client_support import NGINX, database, environment, hub_process, maestro, next_line, spawn, stop
 from tests.integration.dispatch_support import HubProcess, simulated_agent
 
 pytestmark = pytest.mark.timeout(30)
@@ -236,6 +236,30 @@ async def test_resource_apply_list_get_delete(
         assert updated["version"] == 2
         assert updated["manifest"]["spec"]["replicas"] == 2
         assert updated["status"]["ReconcileStatus"]["ObservedVersion"] == 2
+
+        status = await maestro("resource", "status", updated["id"][:8], rest_url=url)
+        assert "Status:    Available" in status.out
+        assert 'Object status: {"availableReplicas": 2' in status.out
+
+        # A watch of one resource: its current status, then the next change, in the stream's (bundle) shape.
+        watcher = await spawn("resource", "status", updated["id"][:8], "--watch", "-o", "json", rest_url=url)
+        try:
+            current = json.loads(await next_line(watcher.stdout))
+            assert (current["type"], current["object"]["version"]) == ("Current", 2)
+            assert current["object"]["status"]["ObservedVersion"] == 2
+            scaled = {**NGINX, "spec": {**NGINX["spec"], "replicas": 3}}
+            again = await maestro(
+                "resource", "apply", "-f", write(tmp_path / "three.yaml", scaled), "--consumer", consumer, rest_url=url
+            )
+            assert again.out.rstrip().endswith("(Deployment default/nginx) configured (version 3)")
+            change = json.loads(await next_line(watcher.stdout))
+            assert (change["type"], change["object"]["id"], change["object"]["version"]) == (
+                "StatusUpdate",
+                updated["id"],
+                3,
+            )
+        finally:
+            await stop(watcher)
 
         listed = json.loads((await maestro("resource", "list", "--consumer", consumer, "-o", "json", rest_url=url)).out)
         assert listed["kind"] == "ResourceList"
