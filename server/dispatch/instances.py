@@ -6,6 +6,10 @@ live replica, chosen by rendezvous hashing of (replica id, consumer name): when 
 consumers it gains or loses move, and every replica computes the same owner from the same membership without
 talking to the others.
 
+A replica only heartbeats, and only counts itself a member, while it is *eligible*: with a transport, while its
+broker link is up. A replica that cannot reach the broker marks itself not ready at once and owns nothing, so the
+others take its consumers over at their next refresh instead of leaving them with a replica that cannot deliver.
+
 The owner publishes the consumer's spec events and, with broadcast subscriptions, is the one that stores its
 status. When membership changes, a replica learns which consumers it gained (a takeover): their pending events
 are still unreconciled in the outbox, so the dispatcher publishes them again, and the status path asks their
@@ -18,7 +22,7 @@ import asyncio
 import contextlib
 import hashlib
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import databases
 
@@ -52,6 +56,14 @@ class Registry:
         """Set whenever the membership changes; whoever reacts clears it."""
         self._gained: set[str] = set()
         self._departed = False
+        self.eligible: Callable[[], bool] | None = None
+        """Whether this replica can serve consumers now (set by the transport: its broker link is up)."""
+        self._was_eligible: bool | None = None
+        self._poke = asyncio.Event()
+
+    def poke(self) -> None:
+        """Beat now rather than at the next interval (e.g. the broker link just came up)."""
+        self._poke.set()
 
     def owns(self, consumer: str) -> bool:
         # NB: before the first heartbeat the replica owns nothing, so it never publishes for a consumer that a
@@ -69,12 +81,22 @@ class Registry:
         return departed
 
     async def beat(self) -> None:
-        """One heartbeat and one membership refresh."""
+        """One heartbeat (or, while not eligible, a notice that this replica is not ready) and one membership
+        refresh."""
+        eligible = self.eligible is None or self.eligible()
+        if self._was_eligible is not None and eligible != self._was_eligible:
+            log.warning(
+                "replica %s %s", self.id, "can serve consumers again" if eligible else "lost its broker: owns nothing"
+            )
+        self._was_eligible = eligible
         async with transaction(self.db) as conn:
-            await instances.heartbeat(conn, self.id)
+            if eligible:
+                await instances.heartbeat(conn, self.id)
+            else:
+                await instances.leave(conn, self.id)
         async with connection(self.db) as conn:
-            members = tuple(await instances.live(conn, within=3 * self.interval))
-            if self.id not in members:
+            members = tuple(m for m in await instances.live(conn, within=3 * self.interval) if m != self.id)
+            if eligible:
                 members = tuple(sorted((*members, self.id)))
             if members != self.members:
                 names = await consumers.names(conn)
@@ -93,7 +115,10 @@ class Registry:
                 self.changed.set()
                 metrics.OWNED_CONSUMERS.set(len(after))
         metrics.LIVE_REPLICAS.set(len(self.members))
-        self.registered.set()
+        if eligible:
+            self.registered.set()
+        else:
+            self.registered.clear()
 
     async def run(self) -> None:
         """Heartbeat every ``interval`` (until cancelled); a failed beat is logged and retried next time."""
@@ -103,7 +128,10 @@ class Registry:
                     await self.beat()
                 except Exception as exc:  # NB: the database may be away for a while; keep beating
                     log.warning("heartbeat of %s failed: %r", self.id, exc)
-                await asyncio.sleep(self.interval)
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(self.interval):
+                        await self._poke.wait()
+                self._poke.clear()
         finally:
             with contextlib.suppress(Exception):
                 async with asyncio.timeout(5), transaction(self.db) as conn:

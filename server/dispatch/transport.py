@@ -59,6 +59,8 @@ class Transport:
         self.reconnect_max = reconnect_max
         self.broker: mqtt.Broker | None = None
         self.dispatcher: publisher.Dispatcher | None = None
+        if registry is not None:
+            registry.eligible = lambda: self.connected  # NB: no broker, no consumers (replicas take them over).
 
     @property
     def connected(self) -> bool:
@@ -118,6 +120,8 @@ class Transport:
     async def run(self) -> None:
         """Connect, then run the transport tasks until cancelled."""
         broker = self.broker = await self.connect()
+        if self.registry is not None:
+            self.registry.poke()
         source_events = self.config.topics.source_events
         owns = self.registry.owns if self.registry is not None else None
         self.dispatcher = publisher.Dispatcher(
