@@ -12,9 +12,12 @@ import os
 import re
 import sys
 from collections.abc import Callable, Sequence
-from typing import Any, Final
+from typing import TYPE_CHECKING, Final
 
 from client.errors import CLIError
+
+if TYPE_CHECKING:
+    from client.rest import Rest
 
 DEFAULT_REST_URL: Final = "http://127.0.0.1:8000"
 _DURATION: Final = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*(ms|s|m|h)?\s*$")
@@ -80,7 +83,7 @@ def _positive(text: str) -> int:
     return value
 
 
-def _rest(args: argparse.Namespace) -> Any:
+def _rest(args: argparse.Namespace) -> Rest:
     from client.rest import Rest
 
     token = args.token
@@ -97,7 +100,7 @@ def _rest(args: argparse.Namespace) -> Any:
     return Rest(args.rest_url, token=token or None, timeout=args.timeout, insecure=args.insecure_skip_verify)
 
 
-def _with_rest(call: Callable[[Any, argparse.Namespace], int]) -> Handler:
+def _with_rest(call: Callable[[Rest, argparse.Namespace], int]) -> Handler:
     def handler(args: argparse.Namespace) -> int:
         rest = _rest(args)
         try:
@@ -172,7 +175,7 @@ def _consumer_parser() -> argparse.ArgumentParser:
     common = _common()
 
     def handler(name: str) -> Handler:
-        def call(rest: Any, args: argparse.Namespace) -> int:
+        def call(rest: Rest, args: argparse.Namespace) -> int:
             from client import consumers
 
             result: int = getattr(consumers, name)(rest, args)
@@ -243,7 +246,7 @@ name) on that consumer. NAME is a resource's name, its id, or the start of its i
     common = _common()
 
     def handler(name: str) -> Handler:
-        def call(rest: Any, args: argparse.Namespace) -> int:
+        def call(rest: Rest, args: argparse.Namespace) -> int:
             from client import applying, objects, works
 
             kind = objects.BUNDLE if bundle else objects.RESOURCE

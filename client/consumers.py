@@ -42,7 +42,7 @@ def parse_labels(items: Sequence[str]) -> tuple[dict[str, str], set[str]]:
     return put, drop
 
 
-def _print(items: list[Mapping[str, Any]], fmt: str) -> None:
+def _print(items: list[Mapping[str, Any]]) -> None:
     rows = [
         [str(c.get("name")), str(c.get("id")), render.labels(c.get("labels")), render.age(c.get("created_at"))]
         for c in items
@@ -57,7 +57,7 @@ def list_(rest: Rest, args: argparse.Namespace) -> int:
     elif not body.get("items"):
         print("No consumers found.", file=sys.stderr)
     else:
-        _print(body["items"], args.output)
+        _print(body["items"])
     return 0
 
 
@@ -100,5 +100,5 @@ def _show(obj: Mapping[str, Any], fmt: str, *, action: str | None = None) -> int
     elif action:
         print(f"{CONSUMER.noun}/{obj.get('name')} {action} (id {obj.get('id')})")
     else:
-        _print([obj], fmt)
+        _print([obj])
     return 0

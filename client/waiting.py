@@ -10,6 +10,7 @@ Polling over the hub's REST API rides out a hub restart: a refused connection is
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Mapping
 from typing import Any, Final
@@ -35,7 +36,7 @@ def until_applied(
     deadline = deadline if deadline is not None else time.monotonic() + timeout
     latest: dict[str, Any] = dict(obj)
     unreachable: UnreachableError | None = None
-    for attempt in range(1_000_000):
+    for attempt in itertools.count():
         try:
             latest = rest.get(path, timeout=_remaining(deadline))
             unreachable = None
@@ -64,7 +65,7 @@ def until_deleted(rest: Rest, kind: Kind, obj: Mapping[str, Any], *, timeout: fl
     """Return once the object is gone; :class:`WaitError` at the deadline."""
     path = f"{kind.path}/{obj['id']}"
     deadline = time.monotonic() + timeout
-    for attempt in range(1_000_000):
+    for attempt in itertools.count():
         try:
             rest.get(path, timeout=_remaining(deadline))
         except APIError as exc:
