@@ -10,7 +10,8 @@ import databases
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 
-from server.http import auth, errors, middleware
+from server import auth
+from server.http import errors, middleware
 from server.http.routes import routes
 from server.http.state import State
 from server.services import watch
@@ -41,15 +42,15 @@ def create_app(
         finally:
             await owned.disconnect()
 
-    stack = [Middleware(middleware.OperationID), Middleware(middleware.Metrics)]
-    if settings.auth_enabled:
-        verifier = auth.Verifier(
-            jwks_file=settings.jwk_cert_file,
-            jwks_url=settings.jwk_cert_url,
-            issuer=settings.jwt_issuer,
-            audience=settings.jwt_audience,
-        )
+    stack = [
+        Middleware(middleware.OperationID),
+        Middleware(middleware.Metrics),
+        Middleware(middleware.RelativeRedirects),
+    ]
+    if (verifier := auth.verifier(settings)) is not None:
         stack.append(Middleware(middleware.Authentication, verifier=verifier))
-    elif not settings.disable_auth:
+    elif settings.disable_auth:
+        log.warning("REST authentication is off (--disable-auth): anyone who reaches the REST port reads and writes")
+    else:
         log.warning("REST authentication is off: no --jwk-cert-file or --jwk-cert-url is configured")
     return Starlette(routes=routes, middleware=stack, exception_handlers=errors.HANDLERS, lifespan=lifespan)

@@ -13,8 +13,13 @@ Endpoints and services raise; ``server.http.errors`` turns any of these into
     ├── MethodNotAllowed (10, 405)
     ├── Unauthenticated (15, 401)
     ├── MalformedRequest (17, 400)    not JSON, wrong top-level type, too large
+    │   ├── UnsupportedMediaType (17, 415)  a body that is not declared application/json
+    │   └── RequestTimeout (17, 408)        a body that did not arrive within --http-read-timeout
     ├── BadRequest (21, 400)          bad query parameters (orderBy, fields, page, size)
     └── SearchParseError (23, 400)
+
+A database integrity error (SQLSTATE class 23) that a service did not turn into one of these itself is still the
+client's: :func:`from_integrity` picks the error, so it never surfaces as a 500.
 """
 
 from __future__ import annotations
@@ -88,6 +93,14 @@ class MalformedRequest(ServiceError):
     code, status, default_reason = 17, 400, "Unable to read request body"
 
 
+class UnsupportedMediaType(MalformedRequest):
+    code, status, default_reason = 17, 415, "Request body must be application/json"
+
+
+class RequestTimeout(MalformedRequest):
+    code, status, default_reason = 17, 408, "Request body was not received in time"
+
+
 class BadRequest(ServiceError):
     code, status, default_reason = 21, 400, "Bad request"
 
@@ -130,3 +143,19 @@ def body(code: int, reason: str, operation_id: str | None) -> dict[str, str]:
     if operation_id:
         out["operation_id"] = operation_id
     return out
+
+
+# SQLSTATE class 23 (integrity_constraint_violation), by condition.
+_UNIQUE: Final = {"23505", "23P01"}  # unique_violation, exclusion_violation
+_REFERENCE: Final = {"23503", "23001"}  # foreign_key_violation, restrict_violation (PostgreSQL 18 for RESTRICT)
+
+
+def from_integrity(sqlstate: str | None, constraint: str | None = None) -> ServiceError:
+    """The client error for a database integrity violation: 409 for a duplicate, 403 for a reference that is
+    missing or still in use (upstream's answer to a blocked delete), 400 for anything else the schema refuses."""
+    named = f" ({constraint})" if constraint else ""
+    if sqlstate in _UNIQUE:
+        return Conflict(f"An entity with the specified unique values already exists{named}")
+    if sqlstate in _REFERENCE:
+        return Forbidden(f"The request conflicts with a reference between entities{named}")
+    return ValidationError(f"The request breaks a rule of the data model{named}")

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import logging
 import signal
+import socket
 from collections.abc import AsyncIterator, Iterator
 
 import asyncpg
@@ -17,7 +19,7 @@ from starlette.applications import Starlette
 from protocol import mqtt_config
 from protocol.errors import ConfigError
 from server import app as app_mod
-from server import dsn, embedded, health, migrate
+from server import dsn, embedded, health, listeners, migrate
 from server.dispatch import embedded_mqtt, instances, listen
 from server.dispatch.transport import Transport, supervise
 from server.grpc import server as grpc_server_mod
@@ -46,6 +48,7 @@ def _server(app: Starlette, settings: Settings, port: int) -> uvicorn.Server:
         app,
         host=settings.server_hostname,
         port=port,
+        http=listeners.http_protocol(settings.http_read_timeout),
         log_config=None,
         access_log=False,
         lifespan="on",
@@ -54,11 +57,73 @@ def _server(app: Starlette, settings: Settings, port: int) -> uvicorn.Server:
     return _Server(config)
 
 
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _check_auth(settings: Settings) -> None:
+    """Refuse to serve a network address without authentication, unless --disable-auth says so; check the gRPC
+    security flags before anything starts."""
+    if not settings.disable_auth and not settings.auth_enabled and not _is_loopback(settings.server_hostname):
+        raise StartupError(
+            f"no authentication is configured for {settings.server_hostname}: pass --jwk-cert-file or"
+            " --jwk-cert-url (bearer JWTs on REST and gRPC), or --disable-auth to serve it to anyone"
+        )
+    if not settings.enable_grpc_server:
+        return
+    try:
+        grpc_server_mod.credentials(settings)
+        if settings.grpc_auth_enabled:
+            grpc_server_mod.policy(settings)
+    except ValueError as exc:
+        raise StartupError(str(exc)) from None
+    except OSError as exc:
+        raise StartupError(f"cannot read the gRPC TLS files: {exc}") from None
+
+
+def _claim_ports(settings: Settings) -> dict[str, socket.socket]:
+    """Bind the HTTP listeners and check the gRPC port is free, before anything else starts."""
+    host = settings.server_hostname
+    wanted = {
+        "REST": settings.http_server_bindport,
+        "health": settings.health_check_server_bindport,
+        "metrics": settings.metrics_server_bindport,
+    }
+    taken: dict[str, socket.socket] = {}
+    try:
+        for name, port in wanted.items():
+            taken[name] = listeners.bind(host, port, name)
+        if settings.enable_grpc_server:
+            listeners.probe(host, settings.grpc_server_bindport, "gRPC")
+    except listeners.ListenError as exc:
+        for sock in taken.values():
+            sock.close()
+        raise StartupError(str(exc)) from None
+    return taken
+
+
 async def run(settings: Settings) -> int:
     try:
         broker_config = mqtt_config.load(settings.mqtt_config_file) if settings.mqtt_config_file else None
     except ConfigError as exc:
         raise StartupError(f"--mqtt-config-file {settings.mqtt_config_file}: {exc}") from None
+    _check_auth(settings)
+    sockets = _claim_ports(settings)
+    try:
+        return await _start(settings, broker_config, sockets)
+    finally:
+        for sock in sockets.values():
+            sock.close()
+
+
+async def _start(
+    settings: Settings, broker_config: mqtt_config.MQTTConfig | None, sockets: dict[str, socket.socket]
+) -> int:
     pg = None
     url = settings.db_url
     if not url:
@@ -75,7 +140,7 @@ async def run(settings: Settings) -> int:
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, psycopg.Error) as exc:
             raise StartupError(f"cannot connect to the database at {dsn.redact(url)}: {exc}") from None
         try:
-            return await _run(settings, database, url, broker_config)
+            return await _run(settings, database, url, broker_config, sockets)
         finally:
             await database.disconnect()
     finally:
@@ -84,7 +149,11 @@ async def run(settings: Settings) -> int:
 
 
 async def _run(
-    settings: Settings, database: databases.Database, url: str, broker_config: mqtt_config.MQTTConfig | None
+    settings: Settings,
+    database: databases.Database,
+    url: str,
+    broker_config: mqtt_config.MQTTConfig | None,
+    sockets: dict[str, socket.socket],
 ) -> int:
     """The background services as named tasks around the listeners; everything stops together."""
     registry = instances.Registry(database, settings.client_id, interval=settings.heartbeat_interval)
@@ -99,11 +168,19 @@ async def _run(
         if settings.enable_grpc_server:
             try:
                 grpc_server, port = await grpc_server_mod.start(settings, database, feed)
-            except (OSError, ValueError, RuntimeError) as exc:
+            except grpc_server_mod.BindError:
+                # NB: the port was free a moment ago (_claim_ports); say why it is not now.
+                try:
+                    listeners.probe(settings.server_hostname, settings.grpc_server_bindport, "gRPC")
+                except listeners.ListenError as exc:
+                    raise StartupError(str(exc)) from None
+                where = f"{settings.server_hostname}:{settings.grpc_server_bindport}"
+                raise StartupError(f"cannot listen on {where} (gRPC)") from None
+            except (OSError, ValueError) as exc:
                 raise StartupError(f"cannot serve gRPC on port {settings.grpc_server_bindport}: {exc}") from None
             log.info("gRPC CloudEventService listening on %s:%d", settings.server_hostname, port)
         async with _transport(settings, database, url, registry, broker_config) as transport:
-            return await _serve(settings, database, transport, registry, feed)
+            return await _serve(settings, database, transport, registry, feed, sockets)
     finally:
         if grpc_server is not None:
             await grpc_server.stop(grace=5)
@@ -150,23 +227,29 @@ async def _serve(
     transport: Transport,
     registry: instances.Registry,
     feed: watch.StatusFeed,
+    sockets: dict[str, socket.socket],
 ) -> int:
     async def ready() -> bool:
         async with store_db.connection(database) as conn:
             db_ok = bool(await conn.fetchval("SELECT true"))
         return db_ok and transport.connected and registry.registered.is_set()
 
-    servers = [
-        _server(app_mod.create_app(settings, database=database, feed=feed), settings, settings.http_server_bindport),
-        _server(health.health_app(ready), settings, settings.health_check_server_bindport),
-        _server(health.metrics_app(), settings, settings.metrics_server_bindport),
-    ]
+    servers = {
+        "REST": _server(
+            app_mod.create_app(settings, database=database, feed=feed), settings, settings.http_server_bindport
+        ),
+        "health": _server(health.health_app(ready), settings, settings.health_check_server_bindport),
+        "metrics": _server(health.metrics_app(), settings, settings.metrics_server_bindport),
+    }
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, stop.set)
-    tasks = [asyncio.create_task(s.serve(), name=f"uvicorn:{s.config.port}") for s in servers]
+    tasks = [
+        asyncio.create_task(s.serve(sockets=[sockets[name]]), name=f"uvicorn:{name}:{s.config.port}")
+        for name, s in servers.items()
+    ]
     log.info(
         "maestro server %s listening on %s: REST %d, health %d, metrics %d",
         settings.client_id,
@@ -177,7 +260,7 @@ async def _serve(
     )
     stopper = asyncio.create_task(stop.wait(), name="stop-signal")
     done, _ = await asyncio.wait([*tasks, stopper], return_when=asyncio.FIRST_COMPLETED)
-    for s in servers:
+    for s in servers.values():
         s.should_exit = True
     await asyncio.gather(*tasks, return_exceptions=True)
     stopper.cancel()

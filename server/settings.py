@@ -33,9 +33,12 @@ class Settings:
     health_check_server_bindport: int = opt(8083, "health check port (/healthcheck, /livez)")
     metrics_server_bindport: int = opt(8080, "Prometheus metrics port (/metrics)")
     http_max_body_bytes: int = opt(4 * 1024 * 1024, "largest accepted REST request body, in bytes")
+    http_read_timeout: float = opt(
+        5.0, "seconds an HTTP client has to send a request's headers, and a REST client again its body (then 408)"
+    )
 
-    # Authentication (bearer JWT, checked against a JWKS)
-    disable_auth: bool = opt(False, "serve the REST API without authentication (development only)")
+    # Authentication (bearer JWT, checked against a JWKS; gRPC also takes client certificates)
+    disable_auth: bool = opt(False, "turn authentication off on REST and gRPC (development only; logs a warning)")
     jwk_cert_file: str | None = opt(None, "JWKS file with the keys that sign accepted tokens")
     jwk_cert_url: str | None = opt(None, "JWKS URL with the keys that sign accepted tokens")
     jwt_issuer: str | None = opt(None, "required 'iss' claim, if set")
@@ -56,7 +59,14 @@ class Settings:
     grpc_server_bindport: int = opt(8090, "gRPC CloudEventService port")
     grpc_tls_cert_file: str | None = opt(None, "gRPC server certificate (enables TLS)")
     grpc_tls_key_file: str | None = opt(None, "gRPC server key")
-    grpc_client_ca_file: str | None = opt(None, "CA for gRPC client certificates (enables mTLS)")
+    grpc_client_ca_file: str | None = opt(
+        None, "CA for gRPC client certificates (enables mTLS; a certificate authenticates as its CN)"
+    )
+    grpc_authorizer_config: str | None = opt(
+        None,
+        "YAML mapping of subject (JWT sub or certificate CN) to the source ids it may publish and subscribe for"
+        " ('*': any); without it a subject may act only for the source id equal to its name",
+    )
     heartbeat_interval: float = opt(15.0, "seconds between server instance heartbeats")
     undelivered_resource_threshold: float = opt(600.0, "seconds without status before a spec is re-published")
     stale_delete_event_threshold: float = opt(3600.0, "seconds before an unacknowledged delete is retired")
@@ -72,7 +82,13 @@ class Settings:
 
     @property
     def auth_enabled(self) -> bool:
+        """Bearer tokens are required (REST and gRPC)."""
         return not self.disable_auth and bool(self.jwk_cert_file or self.jwk_cert_url)
+
+    @property
+    def grpc_auth_enabled(self) -> bool:
+        """gRPC callers must authenticate (a bearer token, or a client certificate) and are authorized per source."""
+        return self.auth_enabled or (not self.disable_auth and bool(self.grpc_client_ca_file))
 
 
 def flag_name(f: dataclasses.Field[Any]) -> str:

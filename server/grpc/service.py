@@ -5,6 +5,9 @@ codes (upstream answers everything with Unknown). ``Subscribe`` streams the stat
 status log: from "now" by default, or after the cursor a source passes as metadata ``maestro-cursor`` (every
 event carries its cursor in the ``maestrocursor`` extension), so a reconnecting source resumes without a relist.
 Heartbeats keep idle streams alive as upstream sends them.
+
+With a :class:`~server.grpc.access.Guard`, every call is authenticated before anything else is read (a cursor
+included) and authorized for the source it acts for; a spec event may only touch a bundle of its own source.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
+import asyncpg
 import databases
 import grpc
 from google.protobuf import empty_pb2
@@ -25,7 +29,7 @@ from protocol.errors import ProtocolError
 from protocol.grpc import cloudevent_pb2 as pb
 from protocol.grpc import cloudevent_pb2_grpc as pb_grpc
 from server import errors
-from server.grpc import encode
+from server.grpc import access, encode
 from server.services import sources, watch
 from server.store import logs, resources
 from server.store.db import connection
@@ -42,6 +46,8 @@ def _code(exc: errors.ServiceError, *, creating: bool) -> grpc.StatusCode:
         return grpc.StatusCode.NOT_FOUND
     if isinstance(exc, errors.Conflict):
         return grpc.StatusCode.ALREADY_EXISTS if creating else grpc.StatusCode.ABORTED
+    if isinstance(exc, errors.Forbidden):
+        return grpc.StatusCode.PERMISSION_DENIED
     if exc.status == 400:
         return grpc.StatusCode.INVALID_ARGUMENT
     return grpc.StatusCode.INTERNAL
@@ -49,21 +55,31 @@ def _code(exc: errors.ServiceError, *, creating: bool) -> grpc.StatusCode:
 
 class CloudEventService(pb_grpc.CloudEventServiceServicer):
     def __init__(
-        self, db: databases.Database, feed: watch.StatusFeed, *, origin: str, heartbeat_interval: float = 10.0
+        self,
+        db: databases.Database,
+        feed: watch.StatusFeed,
+        *,
+        origin: str,
+        guard: access.Guard | None = None,
+        heartbeat_interval: float = 10.0,
     ) -> None:
         self.db = db
         self.feed = feed
         self.origin = origin
+        self.guard = guard or access.Open()
         self.heartbeat_interval = heartbeat_interval
         self._subscribers: dict[str, set[asyncio.Queue[pb.CloudEvent]]] = {}
 
     async def Publish(self, request: pb.PublishRequest, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+        # NB: authenticate first, so that a stranger learns nothing, not even from our parse errors.
+        identity = await self.guard.identify(context)
         try:
             event = grpc_codec.from_proto(request.event)
             kind = types.event_type(event)
         except ProtocolError as exc:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"invalid CloudEvent: {exc}")
             raise  # unreachable: abort raises
+        await self.guard.authorize(context, identity, event.get_source())
         try:
             if kind.subresource == "status" and kind.action == types.RESYNC_REQUEST:
                 await self._status_resync(event.get_source(), events.data_object(event))
@@ -73,6 +89,10 @@ class CloudEventService(pb_grpc.CloudEventServiceServicer):
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         except errors.ServiceError as exc:
             await context.abort(_code(exc, creating=kind.action == types.CREATE_REQUEST), exc.reason)
+        except asyncpg.IntegrityConstraintViolationError as exc:
+            refused = errors.from_integrity(exc.sqlstate, exc.constraint_name)
+            log.warning("Publish %s tripped a database constraint: %s", event.get_type(), exc)
+            await context.abort(_code(refused, creating=kind.action == types.CREATE_REQUEST), refused.reason)
         return empty_pb2.Empty()
 
     async def _status_resync(self, source: str, data: dict[str, Any]) -> None:
@@ -95,8 +115,10 @@ class CloudEventService(pb_grpc.CloudEventServiceServicer):
         self, request: pb.SubscriptionRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> AsyncIterator[pb.CloudEvent]:
         source = request.source
+        identity = await self.guard.identify(context)
         if not source:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "SubscriptionRequest.source is required")
+        await self.guard.authorize(context, identity, source)
         given = dict(context.invocation_metadata() or ()).get(CURSOR_METADATA)
         try:
             after = logs.Cursor.parse(str(given)) if given else await watch.head(self.db)
@@ -108,7 +130,7 @@ class CloudEventService(pb_grpc.CloudEventServiceServicer):
         queue: asyncio.Queue[pb.CloudEvent] = asyncio.Queue(QUEUE_SIZE)
         self._subscribers.setdefault(source, set()).add(queue)
         consumer = request.cluster_name or None
-        log.info("source %r subscribed (%s) after cursor %s", source, subscription, after)
+        log.info("source %r subscribed (%s) as %s after cursor %s", source, subscription, identity, after)
 
         async def pump() -> None:
             async for event in watch.follow(self.db, self.feed, after, source=source, consumer=consumer):

@@ -1,4 +1,9 @@
-"""Reading request bodies: JSON objects only, size-capped before parsing.
+"""Reading request bodies: JSON objects only, declared as JSON, size-capped and time-limited before parsing.
+
+A body must not be declared as anything but JSON: ``text/plain``, form and multipart bodies are what another
+site's page can make a browser send without a CORS preflight, with our ``cs_jwt`` cookie attached (CSRF). A body
+with no ``Content-Type`` is read as JSON, except on a request authenticated by that cookie (``fetch`` sends a
+``Blob`` untyped, also without a preflight). Either way a refused type is a 415.
 
 Python's ``json`` is more lenient than JSON and PostgreSQL: it reads ``NaN``/``Infinity`` (and turns ``1e400``
 into infinity), and it accepts ``\\u0000`` and unpaired surrogate escapes, which jsonb and UTF-8 cannot store.
@@ -8,6 +13,7 @@ later, inside a transaction, as a 500.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 import re
@@ -15,7 +21,7 @@ from typing import Any, Final
 
 from starlette.requests import Request
 
-from server.errors import MalformedRequest
+from server.errors import MalformedRequest, RequestTimeout, UnsupportedMediaType
 from server.http import state
 
 _UNSTORABLE: Final = re.compile("[\x00\ud800-\udfff]")
@@ -52,9 +58,24 @@ def _check_strings(value: Any) -> None:
                 raise MalformedRequest("Request body contains a NUL character or an unpaired surrogate escape")
 
 
-async def json_object(request: Request) -> dict[str, Any]:
-    """The body as a JSON object, or MalformedRequest (400, code 17) saying what is wrong."""
-    limit = state.settings(request).http_max_body_bytes
+def _is_json(content_type: str) -> bool:
+    media = content_type.partition(";")[0].strip().lower()
+    return media == "application/json" or (media.startswith("application/") and media.endswith("+json"))
+
+
+def _check_media_type(request: Request) -> None:
+    content_type = request.headers.get("content-type")
+    if content_type is None:
+        if request.scope.get("credentials") == "cookie":
+            raise UnsupportedMediaType(
+                "Request body has no Content-Type: with cookie authentication it must be application/json"
+            )
+        return
+    if not _is_json(content_type):
+        raise UnsupportedMediaType(f"Request body is {content_type!r}: it must be application/json")
+
+
+async def _read(request: Request, limit: int) -> bytes:
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise MalformedRequest(f"Request body is larger than the limit of {limit} bytes")
@@ -65,7 +86,19 @@ async def json_object(request: Request) -> dict[str, Any]:
         if size > limit:
             raise MalformedRequest(f"Request body is larger than the limit of {limit} bytes")
         chunks.append(chunk)
-    raw = b"".join(chunks)
+    return b"".join(chunks)
+
+
+async def json_object(request: Request) -> dict[str, Any]:
+    """The body as a JSON object, or MalformedRequest (400, code 17; 415 for another media type, 408 for a body
+    slower than --http-read-timeout) saying what is wrong."""
+    settings = state.settings(request)
+    _check_media_type(request)
+    try:
+        async with asyncio.timeout(settings.http_read_timeout):
+            raw = await _read(request, settings.http_max_body_bytes)
+    except TimeoutError:
+        raise RequestTimeout(f"Request body was not received within {settings.http_read_timeout:g} s") from None
     if not raw.strip():
         raise MalformedRequest("Request body is empty: expected a JSON object")
     try:

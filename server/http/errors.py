@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 
+import asyncpg
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -57,6 +58,14 @@ async def http_error(request: Request, exc: Exception) -> Response:
     )
 
 
+async def integrity_error(request: Request, exc: Exception) -> Response:
+    """A constraint the services did not check first: still the client's error, never a 500."""
+    assert isinstance(exc, asyncpg.IntegrityConstraintViolationError)
+    log.warning("%s %s tripped a database constraint: %s", request.method, request.url.path, exc)
+    refused = errors.from_integrity(exc.sqlstate, exc.constraint_name)
+    return render(request, refused.code, refused.status, refused.reason)
+
+
 async def unexpected_error(request: Request, exc: Exception) -> Response:
     log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     return render(request, errors.GeneralError.code, 500, "Unspecified error")
@@ -64,6 +73,7 @@ async def unexpected_error(request: Request, exc: Exception) -> Response:
 
 HANDLERS: dict[type[Exception] | int, ExceptionHandler] = {
     errors.ServiceError: service_error,
+    asyncpg.IntegrityConstraintViolationError: integrity_error,
     HTTPException: http_error,
     Exception: unexpected_error,
 }

@@ -1,11 +1,12 @@
-"""Pure ASGI middleware: operation ids, request metrics, bearer-token authentication."""
+"""Pure ASGI middleware: operation ids, request metrics, relative redirects, bearer-token authentication."""
 
 from __future__ import annotations
 
 import re
 import time
 import uuid
-from typing import Any
+from typing import Any, Final
+from urllib.parse import urlsplit
 
 from prometheus_client import Counter, Histogram
 from starlette.datastructures import Headers, MutableHeaders
@@ -13,7 +14,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from server.http import auth
+from server import auth
 from server.http.errors import OPERATION_ID_HEADER
 
 REQUESTS = Counter(
@@ -81,12 +82,54 @@ class Metrics:
             LATENCY.labels(*labels).observe(time.perf_counter() - start)
 
 
+class RelativeRedirects:
+    """Make the ``Location`` of our redirects relative (``/api/maestro/v1/``).
+
+    Starlette's trailing-slash redirect builds an absolute URL from the request's ``Host`` header, so whoever
+    controls that header (a request smuggled through a proxy, a poisoned cache) chooses where clients are sent.
+    We only ever redirect within this server, so the path is all a client needs.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def relative(message: Message) -> None:
+            if message["type"] == "http.response.start" and 300 <= message["status"] < 400:
+                headers = MutableHeaders(scope=message)
+                if location := headers.get("location"):
+                    parts = urlsplit(location)
+                    # NB: "//host/path" is as absolute as "http://host/path"; one leading slash is kept.
+                    path = "/" + parts.path.lstrip("/")
+                    headers["location"] = path + (f"?{parts.query}" if parts.query else "")
+            await send(message)
+
+        await self.app(scope, receive, relative)
+
+
 PUBLIC_PATHS = re.compile(r"^/api/maestro/?$|^/api/maestro/v1/?$|^/api/maestro/v1/(openapi|errors)(/.*)?$", re.DOTALL)
 MISSING_TOKEN = "Request doesn't contain the 'Authorization' header or the 'cs_jwt' cookie"
+COOKIE: Final = "cs_jwt"
+
+
+def _cookie_token(cookie: str | None) -> str | None:
+    for part in (cookie or "").split(";"):
+        name, _, value = part.strip().partition("=")
+        if name == COOKIE and value:
+            return value
+    return None
 
 
 class Authentication:
-    """Require a valid bearer JWT (header or ``cs_jwt`` cookie) outside the public paths."""
+    """Require a valid bearer JWT (header or ``cs_jwt`` cookie) outside the public paths.
+
+    ``scope["credentials"]`` records where the token came from: a browser sends the cookie on requests other sites
+    start, so :mod:`server.http.bodies` holds cookie-authenticated writes to stricter rules (CSRF).
+    """
 
     def __init__(self, app: ASGIApp, *, verifier: auth.Verifier) -> None:
         self.app = app
@@ -97,7 +140,10 @@ class Authentication:
             await self.app(scope, receive, send)
             return
         headers = Headers(scope=scope)
-        token = auth.bearer_token(headers.get("authorization"), headers.get("cookie"))
+        token = auth.bearer(headers.get("authorization"))
+        scope["credentials"] = "bearer"
+        if token is None and (token := _cookie_token(headers.get("cookie"))) is not None:
+            scope["credentials"] = "cookie"
         if token is None:
             reason = MISSING_TOKEN
         else:

@@ -311,6 +311,8 @@ def _op(
     if body:
         out["requestBody"] = {"required": True, **_json(ref(body))}
         out["responses"].setdefault("400", {"description": "Bad request", **_json(ref("Error"))})
+        out["responses"]["408"] = {"description": "The body did not arrive in time", **_json(ref("Error"))}
+        out["responses"]["415"] = {"description": "The body is not application/json", **_json(ref("Error"))}
     return out
 
 

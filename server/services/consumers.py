@@ -86,7 +86,9 @@ async def delete(db: databases.Database, consumer_id: str) -> None:
     try:
         async with transaction(db) as conn:
             deleted = await consumers.delete(conn, consumer_id)
-    except asyncpg.ForeignKeyViolationError:
+    except asyncpg.IntegrityConstraintViolationError:
+        # NB: PostgreSQL 15 reports the ON DELETE RESTRICT reference as foreign_key_violation, 18 (the embedded
+        # default) as restrict_violation; the row has no other constraint a delete can trip.
         raise Forbidden(
             f"Consumer with id='{consumer_id}' is still referenced by resources;"
             " delete them first (resources being deleted count until their agent confirms)"

@@ -2,8 +2,10 @@
 
 Semantics follow upstream's gRPC ``Publish`` (reference §2.2): ``spec.create_request`` inserts a bundle whose id
 is the event's ``resourceid`` (chosen by the source); ``spec.update_request`` replaces its spec with a version
-check (0 = don't check); ``spec.delete_request`` starts the two-phase delete. Every failure is a domain error
-with a reason the source can act on, so the gRPC layer can map it to a proper status code.
+check (0 = don't check); ``spec.delete_request`` starts the two-phase delete. An update or a delete must name the
+bundle's consumer, and come from the bundle's source: a source acts on its own bundles only, so that per-source
+authorization (``server.grpc.access``) also covers what already exists. Every failure is a domain error with a
+reason the source can act on, so the gRPC layer can map it to a proper status code.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from cloudevents.core.v1.event import CloudEvent
 
 from protocol import events, types
 from protocol.errors import ProtocolError
-from server.errors import BadRequest, ValidationError
+from server.errors import BadRequest, Forbidden, NotFound, ValidationError
 from server.services import resources
 from server.services import validation as v
 from server.store.rows import ResourceRow
@@ -70,6 +72,14 @@ def _identity(event: CloudEvent) -> tuple[str, str, int]:
     return rid, consumer, version
 
 
+def _check_owner(row: ResourceRow, *, source: str, consumer: str) -> None:
+    """Refuse an update or delete for a bundle of another source, or naming another consumer."""
+    if row.source != source:
+        raise Forbidden(f"resource {row.id} belongs to source {row.source!r}, not {source!r}")
+    if row.consumer_name != consumer:
+        raise ValidationError(f"resource {row.id} belongs to consumer {row.consumer_name!r}, not {consumer!r}")
+
+
 async def publish(db: databases.Database, event: CloudEvent) -> ResourceRow | None:
     """Apply one spec event from a source. Returns the row written (None for a delete)."""
     try:
@@ -86,12 +96,17 @@ async def publish(db: databases.Database, event: CloudEvent) -> ResourceRow | No
         spec = _spec(event, consumer)
 
         def build(row: ResourceRow) -> resources.Spec:
-            if row.consumer_name != consumer:
-                raise ValidationError(f"resource {rid} belongs to consumer {row.consumer_name!r}, not {consumer!r}")
+            _check_owner(row, source=source, consumer=consumer)
             return spec
 
         return await resources.update(db, rid, version=version, build=build)
     if kind.action == types.DELETE_REQUEST:
+        try:
+            row = await resources.get(db, rid)
+        except NotFound:
+            return None  # as upstream: deleting what does not exist is a no-op
+        # NB: a row's source and consumer never change, so checking before the delete's own transaction is safe.
+        _check_owner(row, source=source, consumer=consumer)
         await resources.mark_deleting(db, rid)
         return None
     raise BadRequest(f"unsupported action {kind.action!r}: sources publish create, update and delete requests")

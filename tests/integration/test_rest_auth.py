@@ -21,8 +21,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from jwt.algorithms import RSAAlgorithm
 
+from server import auth
 from server.app import create_app
-from server.http import auth
 from server.settings import Settings
 from tests.integration.conftest import _with_state
 

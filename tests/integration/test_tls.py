@@ -171,7 +171,7 @@ async def grpc_port(pki: Path, database: databases.Database, db_url: str) -> Asy
 def _create(rid: str) -> pb.PublishRequest:
     event = events.make_event(
         type=types.manifestbundle_type("spec", types.CREATE_REQUEST),
-        source="tls-source",
+        source="client",  # NB: the client certificate's CN; a certificate acts for that source only
         data={"manifests": [{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c", "namespace": "d"}}]},
         extensions={"resourceid": rid, "clustername": "cluster1"},
     )

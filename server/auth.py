@@ -1,4 +1,4 @@
-"""Bearer JWT verification against a JWKS (file or URL).
+"""Bearer JWT verification against a JWKS (file or URL): the one check REST and gRPC share.
 
 Keys from a URL are cached and refetched when a token names an unknown ``kid`` (at most every 30 s), so key
 rotation at the issuer needs no restart. Only asymmetric algorithms are accepted: a JWKS publishes public keys,
@@ -16,6 +16,8 @@ from typing import Any
 import httpx
 import jwt
 
+from server.settings import Settings
+
 ALGORITHMS = ["RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"]
 REFRESH_INTERVAL = 30.0
 
@@ -24,17 +26,25 @@ class InvalidTokenError(Exception):
     """The token is not acceptable; the message is user-facing."""
 
 
-def bearer_token(authorization: str | None, cookie: str | None) -> str | None:
+def bearer(authorization: str | None) -> str | None:
+    """The token of an ``Authorization: Bearer <token>`` value (HTTP header or gRPC metadata), if it is one."""
     if authorization:
         scheme, _, token = authorization.partition(" ")
         if scheme.lower() == "bearer" and token.strip():
             return token.strip()
-    if cookie:
-        for part in cookie.split(";"):
-            name, _, value = part.strip().partition("=")
-            if name == "cs_jwt" and value:
-                return value
     return None
+
+
+def verifier(settings: Settings) -> Verifier | None:
+    """The verifier for the configured JWKS; None when tokens are not checked (none configured, or auth off)."""
+    if not settings.auth_enabled:
+        return None
+    return Verifier(
+        jwks_file=settings.jwk_cert_file,
+        jwks_url=settings.jwk_cert_url,
+        issuer=settings.jwt_issuer,
+        audience=settings.jwt_audience,
+    )
 
 
 class Verifier:
