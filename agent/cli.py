@@ -86,7 +86,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--source-id",
         default=_env("--source-id"),
-        help="accept spec events only from this hub source id (default: any source)",
+        help="accept spec events only from this hub source id (default: the source its topics name)",
     )
     p.add_argument(
         "--status-sync-interval",

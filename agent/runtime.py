@@ -29,7 +29,7 @@ from agent.recorder import Recorder
 from agent.reporter import Reporter
 from agent.settings import AgentSettings
 from agent.watcher import Watcher
-from protocol import mqtt_config
+from protocol import mqtt_config, topics
 
 logger = logging.getLogger(__name__)
 
@@ -38,6 +38,16 @@ def hub_identity(config: mqtt_config.MQTTConfig) -> str:
     """Which hub a work came from: the broker and its topics (a work from another hub is not ours to keep)."""
     text = f"{config.host}:{config.port}/{config.topics.source_events}"
     return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def topic_source(config: mqtt_config.MQTTConfig) -> str | None:
+    """The hub's source id as the agent's own topics name it (``sources/<source>/consumers/...``), if they do.
+
+    Spec events claiming any other source are refused: they can only come from someone else on the broker.
+    """
+    parts = topics.strip_share(config.topics.source_events).split("/")
+    source = parts[1] if len(parts) > 2 and parts[0] == "sources" else None
+    return source if source and source != topics.WILDCARD else None
 
 
 class Runtime:
@@ -53,7 +63,7 @@ class Runtime:
             config=config,
             handler=self,  # NB: delegates to the receiver, created below.
             agent_id=settings.client_id,
-            hub_source=settings.hub_source,
+            hub_source=settings.hub_source or topic_source(config),
         )
         self.reporter = Reporter(self.link)
         self.engine = Engine(

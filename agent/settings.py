@@ -18,7 +18,7 @@ class AgentSettings:
     client_id: str = ""
     """The CloudEvents source of what the agent sends; the MQTT client id is ``<client_id>-client``."""
     hub_source: str | None = None
-    """Refuse spec events from any other source (``None``: accept every source)."""
+    """Refuse spec events from any other source (``None``: the source named by the topics, if any)."""
     status_sync_interval: float = 10.0
     max_json_raw_length: int = 1024 * 1024
     eviction_grace_period: float = 3600.0

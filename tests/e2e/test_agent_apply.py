@@ -296,7 +296,7 @@ async def test_drift_is_corrected_and_a_deleted_appliedwork_comes_back(
     await wait_for(rest, f"/resource-bundles/{rid}", lambda b: is_true(b["status"]["conditions"], "Applied"))
 
 
-async def test_bad_input_from_the_broker_is_reported_and_the_agent_keeps_running(
+async def test_bad_and_forged_input_from_the_broker(
     e2e_hub: E2EHub, e2e_agent: StartAgent, kubectl: KubectlRunner, namespace: str, rest: httpx.AsyncClient
 ) -> None:
     await e2e_hub.create_consumer()
@@ -310,7 +310,7 @@ async def test_bad_input_from_the_broker_is_reported_and_the_agent_keeps_running
             },
         }
     )
-    rid = str(uuid.uuid4())
+    rid, forged_id = str(uuid.uuid4()), str(uuid.uuid4())
     event = events.make_event(
         type=types.manifestbundle_type("spec", types.CREATE_REQUEST),
         source=e2e_hub.source,
@@ -323,6 +323,17 @@ async def test_bad_input_from_the_broker_is_reported_and_the_agent_keeps_running
     )
     async with mqtt.Broker(config, client_id=f"e2e-forger-{rid[:8]}") as broker:
         topic = f"sources/{e2e_hub.source}/consumers/{e2e_hub.consumer}/sourceevents"
+        forged = events.make_event(
+            type=types.manifestbundle_type("spec", types.CREATE_REQUEST),
+            source="intruder",
+            data={"manifests": [configmap("forged", namespace)]},
+            extensions={
+                types.EXT_RESOURCE_ID: forged_id,
+                types.EXT_RESOURCE_VERSION: 1,
+                types.EXT_CLUSTER_NAME: e2e_hub.consumer,
+            },
+        )
+        await broker.publish(topic, cloudevents_mqtt.encode(forged, binary=True))
         await broker.publish(topic, cloudevents_mqtt.encode(event, binary=True))
         await broker.publish(topic, cloudevents_mqtt.MQTTMessage(payload=b"{not json"))
         await broker.drain(timeout=10)
@@ -332,6 +343,10 @@ async def test_bad_input_from_the_broker_is_reported_and_the_agent_keeps_running
     assert "not a Kubernetes object" in condition(entries[0]["conditions"], "Applied")["message"]
     assert is_true(entries[1]["conditions"], "Applied")
     assert get_json(kubectl, "configmap", "fine", "-n", namespace) is not None
+    # A spec under another source than the hub's (anyone on the broker could send one) is dropped.
+    assert get_json(kubectl, "appliedwork", forged_id) is None
+    assert get_json(kubectl, "configmap", "forged", "-n", namespace) is None
+    assert "from source 'intruder'" in agent.output()
     assert agent.running
     async with httpx.AsyncClient() as client:
         assert (await client.get(agent.healthz_url)).status_code == 200
