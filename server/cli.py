@@ -40,6 +40,17 @@ def _parser(plugins: dict[str, metadata.EntryPoint], *, describe: bool) -> argpa
     sub.add_parser("agent", help="run an agent (see: maestro agent --help)", add_help=False)
     migration = sub.add_parser("migration", help="apply database migrations (idempotent)")
     settings_mod.add_arguments(migration, only={"db_url", "data_dir", "log_level", "log_format"})
+    agent_config = sub.add_parser(
+        "agent-config",
+        help="print an agent's broker config for the embedded broker, with a fresh password",
+        description="Create (or renew: the old password stops working) the embedded broker's user of one "
+        "consumer's agent and print that agent's broker config. Example: "
+        "maestro agent-config --consumer cluster1 > agent-mqtt.yaml",
+    )
+    agent_config.add_argument("--consumer", required=True, help="the consumer whose agent logs in")
+    settings_mod.add_arguments(
+        agent_config, only={"data_dir", "source_id", "embedded_mqtt_port", "log_level", "log_format"}
+    )
     for name, entry in plugins.items():
         if name not in sub.choices:
             sub.add_parser(name, help=_summary(entry, name) if describe else None, add_help=False)
@@ -80,6 +91,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging_setup.configure(settings.log_level, settings.log_format)
     if args.command == "migration":
         return _migration(settings)
+    if args.command == "agent-config":
+        return _agent_config(settings, args.consumer)
     import asyncio
 
     from server import runner
@@ -108,6 +121,30 @@ def _migration(settings: settings_mod.Settings) -> int:
         if pg is not None:
             pg.stop()
     print(f"applied {count} migration(s); the schema is up to date")
+    return 0
+
+
+def _agent_config(settings: settings_mod.Settings, consumer: str) -> int:
+    from server import embedded
+    from server.dispatch import broker_users, embedded_mqtt
+    from server.services import validation
+
+    if not validation.is_dns1123_label(consumer):
+        print(f"maestro agent-config: {consumer!r} is not a valid consumer name (a DNS-1123 label)", file=sys.stderr)
+        return 2
+    users = broker_users.Users(embedded_mqtt.users_dir(embedded.data_dir(settings.data_dir)))
+    name, password = users.new_agent(consumer)
+    topics = f"sources/{settings.source_id}/consumers/{consumer}"
+    print(
+        f"# broker config of {consumer}'s agent for the embedded broker (the password is shown only now)\n"
+        f"brokerHost: 127.0.0.1:{settings.embedded_mqtt_port}\n"
+        f"username: {name}\n"
+        f"password: {password}\n"
+        "protocolVersion: 3\n"
+        "topics:\n"
+        f"  sourceEvents: {topics}/sourceevents\n"
+        f"  agentEvents: {topics}/agentevents"
+    )
     return 0
 
 

@@ -200,7 +200,9 @@ async def _transport(
     """The MQTT transport as a named, supervised task (with an embedded broker when none is configured)."""
     broker: embedded_mqtt.EmbeddedBroker | None = None
     if config is None:
-        broker = embedded_mqtt.EmbeddedBroker(port=settings.embedded_mqtt_port)
+        broker = embedded_mqtt.EmbeddedBroker(
+            port=settings.embedded_mqtt_port, data_dir=embedded.data_dir(settings.data_dir)
+        )
         try:
             await broker.start()
         except Exception as exc:  # NB: amqtt raises its own types for a busy port.
@@ -209,6 +211,17 @@ async def _transport(
                 " pass --embedded-mqtt-port or --mqtt-config-file"
             ) from None
         config = broker.config(settings.source_id)
+        log.info(
+            "embedded MQTT broker: agents log in with a user from `maestro agent-config --consumer NAME` (users in %s)",
+            broker.users.path,
+        )
+    elif not config.username and not config.client_cert_file:
+        log.warning(
+            "MQTT broker %s:%d: the hub connects without credentials; if the broker accepts that, anyone who can"
+            " reach it reads every consumer's manifests (give it a password file and an ACL: maestro mqtt acl)",
+            config.host,
+            config.port,
+        )
     transport = Transport(settings, database, config, dsn=dsn.plain(url), registry=registry)
     task = asyncio.create_task(supervise(transport), name="transport")
     try:

@@ -13,8 +13,10 @@ from typing import Any
 
 import httpx
 import pytest
+import yaml
 
 from agent.simulator import SimulatedAgent
+from protocol import mqtt_config
 from server.dispatch import embedded_mqtt
 from tests.fixtures.mosquitto import MosquittoServer, MQTTNames
 from tests.fixtures.postgres import free_port
@@ -140,14 +142,17 @@ async def test_server_with_the_embedded_broker(
     server_env: list[ServerProcess], tmp_path: Path, db_url: str, mqtt_names: MQTTNames
 ) -> None:
     port = free_port()
-    server = ServerProcess(
-        {"MAESTRO_DB_URL": db_url, "MAESTRO_EMBEDDED_MQTT_PORT": str(port), "MAESTRO_CLIENT_ID": "hub"},
-        tmp_path / "server.log",
-    )
+    env = {"MAESTRO_DB_URL": db_url, "MAESTRO_EMBEDDED_MQTT_PORT": str(port), "MAESTRO_CLIENT_ID": "hub"}
+    server = ServerProcess({**env, "MAESTRO_DATA_DIR": str(tmp_path)}, tmp_path / "server.log")
     server_env.append(server)
     await wait_ready(server)
     consumer = "cluster-emb"
-    config = embedded_mqtt.EmbeddedBroker(port=port).config("maestro")
+    # NB: the agent logs in as a user would set it up: with the config `maestro agent-config` prints.
+    command = [sys.executable, "-m", "server.cli", "agent-config", "--consumer", consumer,
+               "--data-dir", str(tmp_path), "--embedded-mqtt-port", str(port)]  # fmt: skip
+    done = await asyncio.to_thread(subprocess.run, command, capture_output=True, text=True, check=True, timeout=30)
+    printed = done.stdout
+    config = mqtt_config.from_mapping(yaml.safe_load(printed))
     agent = simulated_agent(config, source="maestro", consumer=consumer, client_id="agent-emb")
     await agent.start()
     try:
@@ -161,9 +166,11 @@ async def test_server_serves_while_the_broker_is_down_and_delivers_once_it_is_up
     server_env: list[ServerProcess], tmp_path: Path, db_url: str
 ) -> None:
     port = free_port()
+    broker = embedded_mqtt.EmbeddedBroker(port=port, data_dir=tmp_path)
     config_file = tmp_path / "mqtt.yaml"
     config_file.write_text(
-        f"brokerHost: 127.0.0.1:{port}\nusername: maestro\nprotocolVersion: 3\ndialTimeout: 2\n"
+        f"brokerHost: 127.0.0.1:{port}\nusername: maestro\npassword: {broker.password}\nprotocolVersion: 3\n"
+        "dialTimeout: 2\n"
         "topics:\n  sourceEvents: sources/maestro/consumers/+/sourceevents\n"
         "  agentEvents: sources/maestro/consumers/+/agentevents\n"
     )
@@ -190,7 +197,6 @@ async def test_server_serves_while_the_broker_is_down_and_delivers_once_it_is_up
         assert created.status_code == 201
         rid = created.json()["id"]
 
-    broker = embedded_mqtt.EmbeddedBroker(port=port)
     await broker.start()
     try:
         await wait_ready(server)
