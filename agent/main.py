@@ -148,6 +148,12 @@ async def _run(runtime: Runtime) -> int:
         loop.add_signal_handler(sig, stopping.set)
     task = asyncio.create_task(runtime.run(), name="agent:runtime")
     waiter = asyncio.create_task(stopping.wait())
+    ready = asyncio.create_task(runtime.kopf_ready.wait())
+    await asyncio.wait([task, ready, waiter], return_when=asyncio.FIRST_COMPLETED)
+    ready.cancel()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        # NB: kopf installs its own handlers when it starts; ours stop the agent's parts before kopf (see stop()).
+        loop.add_signal_handler(sig, stopping.set)
     try:
         await asyncio.wait([task, waiter], return_when=asyncio.FIRST_COMPLETED)
     finally:

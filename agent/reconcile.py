@@ -231,7 +231,10 @@ class Engine:
             return entry, False
         digest = works.manifest_hash(manifest, config)
         try:
-            live = await self.watcher.get(kind, entry["name"], entry["namespace"] or None)
+            if prev is None and strategy.get("type", works.DEFAULT_STRATEGY) == "ServerSideApply":
+                live = None  # NB: a new manifest under server-side apply is applied whatever exists: no read first.
+            else:
+                live = await self.watcher.get(kind, entry["name"], entry["namespace"] or None)
         except KubeError as exc:
             entry["conditions"] = conditions(("False", "AppliedManifestFailed", exc.message), None, None)
             return entry, False

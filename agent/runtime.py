@@ -91,6 +91,7 @@ class Runtime:
         self._again: set[str] = set()
         self._unclaimed: dict[str, float] = {}
         self.failed: BaseException | None = None
+        self._stopping = False
 
     # --- link.Handler, delegated
     # ------------------------------------------------------------------------------------
@@ -126,6 +127,7 @@ class Runtime:
         settings.scanning.disabled = True  # NB: AppliedWork is known; no cluster-wide CRD watch (and no RBAC for it).
         settings.watching.server_timeout = 300
         settings.batching.worker_limit = self.settings.workers
+        settings.batching.idle_timeout = 0.5  # NB: kopf's 5 s keeps a finished worker's slot: 16 slots = 3 works/s.
         memo = kopf.Memo(runtime=self)
         self._spawn(
             kopf.operator(
@@ -153,7 +155,7 @@ class Runtime:
         self._tasks.append(task)
 
     def _crashed(self, task: asyncio.Task[Any]) -> None:
-        if task.cancelled() or self._stop.is_set():
+        if task.cancelled() or self._stop.is_set() or self._stopping:
             return
         exc = task.exception()
         if exc is None and task.get_name() == "agent:kopf":
@@ -165,19 +167,22 @@ class Runtime:
         self._stop.set()
 
     async def stop(self) -> None:
-        self._stop.set()
+        """Stop our parts first (the link drains what it already handed to the broker), then kopf: kopf cancels
+        every task it finds still running when it exits, and would wait for ours."""
+        self._stopping = True
         with contextlib.suppress(Exception):
             await self.link.stop()
-        for task in [*self._tasks, *self._scheduled.values()]:
-            if task.get_name() != "agent:kopf":
-                task.cancel()
+        ours = [t for t in [*self._tasks, *self._scheduled.values()] if t.get_name() != "agent:kopf"]
+        for task in ours:
+            task.cancel()
+        await asyncio.gather(*ours, return_exceptions=True)
+        await self.watcher.close()
+        await self.recorder.close()
+        self._stop.set()
         kopf_tasks = [t for t in self._tasks if t.get_name() == "agent:kopf"]
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(10):
                 await asyncio.gather(*kopf_tasks, return_exceptions=True)
-        await asyncio.gather(*self._tasks, *self._scheduled.values(), return_exceptions=True)
-        await self.watcher.close()
-        await self.recorder.close()
 
     def connection_info(self) -> kopf.ConnectionInfo:
         cfg = self.kube.api.configuration

@@ -48,7 +48,10 @@ class Watcher:
         """Take the answer of our own write as the cached state (its watch event is then not a change)."""
         meta = obj.get("metadata") or {}
         if works.WORK_LABEL in (meta.get("labels") or {}):
-            self._cache[(kind.path(), meta.get("namespace") or "", meta.get("name", ""))] = obj
+            key = (kind.path(), meta.get("namespace") or "", meta.get("name", ""))
+            cached = self._cache.get(key)
+            if cached is None or _newer(obj, cached):  # NB: the watch may already hold a later version.
+                self._cache[key] = obj
 
     def watching(self, group: str, version: str, resource: str) -> bool:
         """Whether changes of that kind reach us by watch right now (listed and the watch task alive)."""
