@@ -7,7 +7,8 @@ The user file (``<data dir>/mqtt/users``, mode 0600) holds one line per user: ``
 agent's user and prints its broker config with the fresh password (only ever shown then).
 
 An agent's user may read only its consumer's ``sourceevents`` (and ``sourcebroadcast``) and write only its
-``agentevents`` (and ``agentbroadcast``): it cannot see another consumer's manifests nor forge its status.
+``agentevents`` (and ``agentbroadcast``): it cannot see another consumer's manifests nor forge its status. It may
+connect only with a client id of its consumer, so it cannot take over the hub's connection either.
 """
 
 from __future__ import annotations
@@ -109,6 +110,12 @@ class Users:
         password = secrets.token_urlsafe(24)
         self.put(name, consumer, password)
         return name, password
+
+
+def may_use_client_id(user: User, client_id: str) -> bool:
+    """An agent's user connects only with client ids of its consumer (``<consumer>-…``, as agents name theirs): it
+    cannot take over the hub's client id (the broker would drop the hub's connection for it) or another agent's."""
+    return user.consumer == HUB or client_id == user.consumer or client_id.startswith(f"{user.consumer}-")
 
 
 def allowed(user: User, action: Action, topic: str) -> bool:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from typing import Any
 
 from amqtt.contexts import Action
 from amqtt.plugins.base import BaseAuthPlugin, BaseTopicPlugin
@@ -26,7 +27,40 @@ _USERS: dict[str, broker_users.Users] = {}
 def register(users: broker_users.Users) -> str:
     key = str(users.directory)
     _USERS[key] = users
+    guard_connects()
     return key
+
+
+def guard_connects() -> None:
+    """Authenticate a client as its CONNECT arrives, before amqtt touches any session.
+
+    amqtt 0.12 handles a CONNECT for a client id that is connected already *before* it authenticates it: a clean
+    session deletes the connected client's session, and the connection is then taken over. Anyone able to open a
+    TCP connection could drop the hub's link (and make it reconnect and resync every consumer) with a wrong
+    password. Refused here, the client gets CONNACK "not authorized" and no session is ever looked at.
+    """
+    from amqtt import broker as amqtt_broker
+    from amqtt.errors import MQTTError
+    from amqtt.mqtt.protocol.broker_handler import BrokerProtocolHandler
+
+    if getattr(amqtt_broker.BrokerProtocolHandler, "maestro_guarded", False):
+        return
+
+    class Guarded(BrokerProtocolHandler):  # type: ignore[misc]
+        maestro_guarded = True
+
+        @classmethod
+        async def init_from_connect(cls, reader: Any, writer: Any, plugins_manager: Any, loop: Any = None) -> Any:
+            handler, session = await super().init_from_connect(reader, writer, plugins_manager, loop)
+            verdicts = [v for v in (await plugins_manager.map_plugin_auth(session=session)).values() if v is not None]
+            if verdicts and all(verdicts):
+                return handler, session
+            handler.attach(session, reader, writer)
+            await handler.mqtt_connack_authorize(False)
+            await writer.close()
+            raise MQTTError(f"client {session.client_id!r} refused at CONNECT")
+
+    amqtt_broker.BrokerProtocolHandler = Guarded  # NB: amqtt's broker looks the class up in its module.
 
 
 class UserAuth(BaseAuthPlugin):  # type: ignore[misc]
@@ -41,7 +75,11 @@ class UserAuth(BaseAuthPlugin):  # type: ignore[misc]
         user = users.authenticate(session.username, session.password) if users is not None else None
         if user is None:
             log.warning("embedded MQTT broker refused client %s (user %r)", session.client_id, session.username)
-        return user is not None
+            return False
+        if not broker_users.may_use_client_id(user, str(session.client_id)):
+            log.warning("embedded MQTT broker refused user %s the client id %r", user.name, session.client_id)
+            return False
+        return True
 
 
 class TopicAccess(BaseTopicPlugin):  # type: ignore[misc]

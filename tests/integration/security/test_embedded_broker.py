@@ -70,14 +70,14 @@ async def test_an_agent_reaches_only_its_own_consumers_topics(broker: EmbeddedBr
     statuses = f"sources/{SOURCE}/consumers/+/agentevents"
     async with (
         mqtt.Broker(broker.config(SOURCE), client_id="hub", subscriptions=[statuses]) as hub,
-        mqtt.Broker(one, client_id="agent1", subscriptions=[spec_topic]) as agent1,
+        mqtt.Broker(one, client_id="cluster1-agent1", subscriptions=[spec_topic]) as agent1,
     ):  # fmt: skip
         # cluster2's agent may not subscribe to cluster1's manifests...
         with pytest.raises((SubscribeError, ConnectError)):
-            async with mqtt.Broker(two, client_id="agent2-snoop", subscriptions=[spec_topic]):
+            async with mqtt.Broker(two, client_id="cluster2-snoop", subscriptions=[spec_topic]):
                 pass
         # ... nor forge cluster1's status: the broker drops it, the hub never sees it.
-        async with mqtt.Broker(two, client_id="agent2-forge") as agent2:
+        async with mqtt.Broker(two, client_id="cluster2-forge") as agent2:
             await (await agent2.publish(status_topic, MQTTMessage(payload=b'{"forged": true}')))
         # cluster1's agent gets its specs and its statuses reach the hub.
         await (await hub.publish(spec_topic, MQTTMessage(payload=b'{"spec": 1}')))
@@ -91,10 +91,10 @@ async def test_an_agent_reaches_only_its_own_consumers_topics(broker: EmbeddedBr
 async def test_a_renewed_agent_password_replaces_the_old_one(broker: EmbeddedBroker, tmp_path: Path) -> None:
     old = agent_config(broker, tmp_path, "cluster1")
     new = agent_config(broker, tmp_path, "cluster1")
-    async with mqtt.Broker(new, client_id="agent1"):
+    async with mqtt.Broker(new, client_id="cluster1-agent1"):
         pass
     with pytest.raises(ConnectError):
-        async with mqtt.Broker(old, client_id="agent1-old"):
+        async with mqtt.Broker(old, client_id="cluster1-old"):
             pass
 
 
@@ -105,3 +105,19 @@ def test_the_hub_password_is_kept_across_starts(tmp_path: Path) -> None:
     assert oct((files / "users").stat().st_mode)[-3:] == "600"
     assert oct((files / "hub.password").stat().st_mode)[-3:] == "600"
     assert first not in (files / "users").read_text()
+
+
+async def test_an_agent_cannot_take_over_the_hubs_client_id(broker: EmbeddedBroker, tmp_path: Path) -> None:
+    one = agent_config(broker, tmp_path, "cluster1")
+    async with mqtt.Broker(broker.config(SOURCE), client_id="maestro") as hub:
+        for stolen in ("maestro", "cluster2-work-agent-client"):
+            with pytest.raises(ConnectError):
+                async with mqtt.Broker(one, client_id=stolen):
+                    pass
+        assert hub.is_connected
+        async with mqtt.Broker(one, client_id="cluster1-work-agent-client"):
+            pass
+        await asyncio.sleep(0.5)
+        assert hub.is_connected
+        assert hub.connection is not None
+        assert hub.connection.generation == 1  # never kicked out and reconnected
