@@ -153,7 +153,7 @@ async def test_server_with_the_embedded_broker(
     done = await asyncio.to_thread(subprocess.run, command, capture_output=True, text=True, check=True, timeout=30)
     printed = done.stdout
     config = mqtt_config.from_mapping(yaml.safe_load(printed))
-    agent = simulated_agent(config, source="maestro", consumer=consumer, client_id="agent-emb")
+    agent = simulated_agent(config, source="maestro", consumer=consumer, client_id=f"{consumer}-work-agent-client")
     await agent.start()
     try:
         await round_trip(server, agent, consumer)
