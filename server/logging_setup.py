@@ -33,4 +33,5 @@ def configure(level: str = "info", fmt: str = "text") -> None:
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
     # NB: gmqtt logs every packet and connection step at INFO; our adapter logs what matters (links, failures).
-    logging.getLogger("gmqtt").setLevel(max(root.level, logging.WARNING))
+    for name in ("gmqtt", "protocol.mqtt.gmqtt"):  # NB: the adapter hands gmqtt a child logger of its own.
+        logging.getLogger(name).setLevel(max(root.level, logging.WARNING))
