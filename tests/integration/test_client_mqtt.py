@@ -180,6 +180,7 @@ def confined() -> Iterator[MosquittoServer]:
         "allow_anonymous false\n"
         f"password_file {directory / 'passwd'}\n"
         f"acl_file {directory / 'acl'}\n"
+        "use_username_as_clientid true\n"
         f"log_dest file {directory / 'mosquitto.log'}\n"
     )
     if os.geteuid() == 0:  # NB: mosquitto drops root for the mosquitto user, who must read the files.
@@ -239,6 +240,23 @@ async def test_acl_keeps_each_agent_to_its_own_topics(confined: MosquittoServer)
         await (await one.publish(one_spec, mqtt_message(b"forged spec")))
         await (await hub.publish(one_spec, mqtt_message(b"second spec")))
         assert (await anext_within(one)).message.payload == b"second spec"
+
+
+async def test_an_agents_credentials_cannot_take_over_the_hubs_connection(confined: MosquittoServer) -> None:
+    """Issue 8, finding 3: with ``use_username_as_clientid`` (the ACL output says so) the broker names each client
+    after its user, so cluster1's agent connecting as client id ``maestro`` does not drop the hub."""
+    hub_config = confined.config(username="maestro", password=PASSWORDS["maestro"], session_expiry=0, dial_timeout=3.0)
+    one_config = confined.config(
+        username="cluster1-agent", password=PASSWORDS["cluster1-agent"], session_expiry=0, dial_timeout=3.0
+    )
+    async with mqtt.Broker(hub_config, client_id="maestro") as hub:
+        for _ in range(3):
+            async with mqtt.Broker(one_config, client_id="maestro"):
+                await asyncio.sleep(0.2)
+        await asyncio.sleep(0.5)
+        assert hub.is_connected
+        assert hub.connection is not None
+        assert hub.connection.generation == 1  # never dropped, never reconnected
 
 
 def mqtt_message(payload: bytes) -> cloudevents_mqtt.MQTTMessage:
