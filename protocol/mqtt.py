@@ -294,7 +294,7 @@ class Broker:
         self._attempts = itertools.count(1)
         self._first: asyncio.Future[Connection] | None = None
         self._supervisor: asyncio.Task[None] | None = None
-        self._publish_lock = asyncio.Lock()
+        self._last_error: Exception | None = None
 
     # --- lifecycle
     # -------------------------------------------------------------------------------------------
@@ -312,16 +312,26 @@ class Broker:
         """Connect and subscribe; raise :class:`ConnectError` (or :class:`SubscribeError`) if that fails."""
         if self._supervisor is not None:
             raise BrokerError("broker already started")
-        self._first = asyncio.get_running_loop().create_future()
-        self._supervisor = asyncio.create_task(self._supervise(), name=f"mqtt-supervisor:{self.client_id}")
+        first: asyncio.Future[Connection] = asyncio.get_running_loop().create_future()
+        self._first = first
+        supervisor = self._supervisor = asyncio.create_task(self._supervise(), name=f"mqtt-supervisor:{self.client_id}")
         try:
             async with asyncio.timeout(self._first_connect_timeout):
-                return await asyncio.shield(self._first)
+                # NB: the supervisor too, so that a crash of it is reported now rather than as a timeout later.
+                waiters: set[asyncio.Future[Any]] = {first, supervisor}
+                await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+            if first.done():
+                return first.result()
+            supervisor.result()
+            raise BrokerError("the MQTT supervisor ended before the first connection")
         except TimeoutError:
+            last = self._last_error
             await self.close()
+            reason = f" (last error: {last!r})" if last is not None else ""
             raise ConnectError(
                 f"could not connect to {self.config.host}:{self.config.port} within {self._first_connect_timeout}s"
-            ) from None
+                f"{reason}"
+            ) from last
         except BaseException:
             await self.close()
             raise
@@ -564,16 +574,28 @@ class Broker:
             self._link = link
             try:
                 connection = await self._establish(link)
-            except (ConnectError, SubscribeError) as exc:
+            except Exception as exc:
+                # NB: whatever failed, the link is torn down and tried again: only a refusal before the first link
+                # ends the supervisor. Anything but our own errors is unexpected, so it is logged with its traceback.
                 await self._teardown(link)
                 fatal = isinstance(exc, SubscribeError) or (isinstance(exc, ConnectError) and exc.permanent)
                 if fatal and self._first is not None and not self._first.done():
                     # NB: before the first link a refusal is a configuration error: report it, don't retry.
                     self._first.set_exception(exc)
                     return
+                if self._closed:
+                    return
+                self._last_error = exc
                 attempt += 1
                 delay = self._backoff(attempt)
-                logger.warning("MQTT %s: %s; retrying in %.1fs (attempt %d)", self.client_id, exc, delay, attempt)
+                logger.warning(
+                    "MQTT %s: %s; retrying in %.1fs (attempt %d)",
+                    self.client_id,
+                    exc if isinstance(exc, BrokerError) else repr(exc),
+                    delay,
+                    attempt,
+                    exc_info=not isinstance(exc, BrokerError),
+                )
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(delay):
                         await self._closing.wait()
@@ -582,6 +604,7 @@ class Broker:
                 await self._teardown(link)
                 continue
             attempt = 0
+            self._last_error = None
             self._current = connection
             self._ready.set()
             logger.info(
