@@ -42,12 +42,15 @@ async def _with_keepalive(items: AsyncIterator[str], keepalive: str) -> AsyncIte
         while True:
             try:
                 async with asyncio.timeout(KEEPALIVE_SECONDS):
-                    yield await queue.get()
+                    item = await queue.get()
             except TimeoutError:
                 if task.done():
                     task.result()
                     return
-                yield keepalive
+                item = keepalive
+            # NB: outside the timeout. The response sends the line in this task, so a slow reader would otherwise
+            # be cancelled by the keepalive timer while its socket drains.
+            yield item
     finally:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):

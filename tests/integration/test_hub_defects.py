@@ -6,15 +6,32 @@ Each test failed on the code before its fix: it names the symptom, not the repai
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 from typing import Any
 
+import databases
 import pytest
 
 from protocol import cloudevents_mqtt, mqtt, topics
 from protocol.errors import ConnectError
+from server.app import create_app
+from server.http import watch as http_watch
+from server.services import consumers, resources, watch
+from server.settings import Settings
 from tests.fixtures.mosquitto import MosquittoServer, MQTTNames
+from tests.integration.status_support import report
 
 pytestmark = pytest.mark.timeout(30)
+
+
+def configmap(name: str, value: str = "1") -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": name, "namespace": "ns"},
+        "data": {"v": value},
+    }
 
 
 # --- (a) the MQTT supervisor gives up after an unexpected exception
@@ -110,3 +127,69 @@ async def test_mqtt_start_reports_the_error_not_just_a_timeout(
     with pytest.raises(ConnectError, match="subscribe exploded") as caught:
         await broker.start()
     assert isinstance(caught.value.__cause__, Boom)
+
+
+# --- (b) the REST watch cancels a reader that is slow to take a line
+# --------------------------------------------------------------------------------------------------------------------
+
+
+async def test_rest_watch_keeps_a_slow_reader(
+    monkeypatch: pytest.MonkeyPatch, db_url: str, database: databases.Database
+) -> None:
+    monkeypatch.setattr(http_watch, "KEEPALIVE_SECONDS", 0.2)
+    await consumers.create(database, {"name": "slow"})
+    bundle = await resources.create_bundle(
+        database, {"consumer_name": "slow", "manifests": [configmap("cm")]}, source="maestro"
+    )
+    app = create_app(
+        Settings(db_url=db_url, disable_auth=True), database=database, feed=watch.StatusFeed(poll_interval=0.1)
+    )
+    lines: list[dict[str, Any]] = []
+    got_two = asyncio.Event()
+    disconnect = asyncio.Event()
+
+    async def receive() -> dict[str, Any]:
+        if not hasattr(receive, "sent"):
+            receive.sent = True  # type: ignore[attr-defined]
+            return {"type": "http.request", "body": b"", "more_body": False}
+        await disconnect.wait()
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        body = message.get("body", b"").strip()
+        if message["type"] == "http.response.body" and body:
+            await asyncio.sleep(1.0)  # NB: a reader whose socket takes five keepalive periods to drain one line
+            lines.append(json.loads(body))
+            if len(lines) == 2:
+                got_two.set()
+
+    async with app.router.lifespan_context(app) as state:
+        scope = {
+            "type": "http",
+            "asgi": {"version": "3.0", "spec_version": "2.4"},
+            "http_version": "1.1",
+            "method": "GET",
+            "scheme": "http",
+            "path": "/api/maestro/v1/resource-bundles",
+            "raw_path": b"/api/maestro/v1/resource-bundles",
+            "root_path": "",
+            "query_string": b"watch=true&consumer_name=slow",
+            "headers": [(b"host", b"maestro")],
+            "client": ("127.0.0.1", 1234),
+            "server": ("maestro", 80),
+            "state": dict(state),
+        }
+        serving = asyncio.create_task(app(scope, receive, send))
+        try:
+            await asyncio.sleep(0.3)
+            await report(database, bundle.id, "1")
+            await report(database, bundle.id, "2")
+            async with asyncio.timeout(10):
+                await got_two.wait()
+            assert not serving.done()
+        finally:
+            disconnect.set()
+            serving.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await serving
+    assert [line["object"]["status"]["SequenceID"] for line in lines] == ["1", "2"]
