@@ -303,10 +303,16 @@ class Dispatcher:
             try:
                 async with asyncio.timeout(self.publish_timeout):
                     await asyncio.shield(pending)
-            except (TimeoutError, asyncio.CancelledError) as exc:
-                if not pending.done() and isinstance(exc, asyncio.CancelledError):
-                    raise
+            except TimeoutError:
                 outcomes.append(_Outcome(item, ok=False, reason="ack_timeout"))
+                continue
+            except asyncio.CancelledError:
+                # NB: either we are being cancelled (whatever state the publish is in by then, even done), or the
+                # adapter cancelled the publish when it closed; only the latter is a failed publish to retry.
+                task = asyncio.current_task()
+                if not pending.cancelled() or (task is not None and task.cancelling()):
+                    raise
+                outcomes.append(_Outcome(item, ok=False, reason="ack_cancelled"))
                 continue
             done.append((item, action))
         if done:

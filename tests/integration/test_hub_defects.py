@@ -16,6 +16,7 @@ import pytest
 from protocol import cloudevents_mqtt, mqtt, topics
 from protocol.errors import ConnectError
 from server.app import create_app
+from server.dispatch import publisher
 from server.http import watch as http_watch
 from server.services import consumers, resources, watch
 from server.settings import Settings
@@ -193,3 +194,84 @@ async def test_rest_watch_keeps_a_slow_reader(
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await serving
     assert [line["object"]["status"]["SequenceID"] for line in lines] == ["1", "2"]
+
+
+# --- (d) a cancellation that arrives just as a publish is acknowledged is swallowed
+# --------------------------------------------------------------------------------------------------------------------
+
+
+class HeldPublisher:
+    """Publishes nothing: each publish returns a future that the test resolves (the PUBACK) when it wants."""
+
+    binary_mode = True
+
+    def __init__(self) -> None:
+        self.futures: list[asyncio.Future[None]] = []
+        self.published = asyncio.Event()
+
+    async def publish(
+        self, topic: str, message: cloudevents_mqtt.MQTTMessage, *, qos: int | None = None, timeout: float | None = None
+    ) -> asyncio.Future[None]:
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.futures.append(future)
+        self.published.set()
+        return future
+
+
+async def test_dispatcher_stops_when_cancelled_as_a_publish_is_acknowledged(database: databases.Database) -> None:
+    await consumers.create(database, {"name": "acked"})
+    await resources.create_single(database, {"consumer_name": "acked", "manifest": configmap("cm")}, source="maestro")
+    held = HeldPublisher()
+    dispatcher = publisher.Dispatcher(
+        database,
+        held,
+        dsn=None,
+        source_id="maestro",
+        source_events="sources/maestro/consumers/+/sourceevents",
+        poll_interval=0.1,
+        concurrency=1,
+    )
+    running = asyncio.create_task(dispatcher.run())
+    try:
+        async with asyncio.timeout(10):
+            await held.published.wait()
+        held.futures[0].set_result(None)  # NB: the PUBACK arrives in the same loop iteration as the cancellation.
+        running.cancel()
+        await asyncio.wait({running}, timeout=5)
+        assert running.done(), "the dispatcher went on running after it was cancelled"
+        assert running.cancelled()
+    finally:
+        for task in asyncio.all_tasks():
+            if task.get_name().startswith("dispatch:"):
+                task.cancel()
+        await asyncio.wait({running}, timeout=5)
+
+
+async def test_dispatcher_retries_a_publish_the_adapter_cancelled(database: databases.Database) -> None:
+    await consumers.create(database, {"name": "closing"})
+    await resources.create_single(database, {"consumer_name": "closing", "manifest": configmap("cm")}, source="maestro")
+    held = HeldPublisher()
+    dispatcher = publisher.Dispatcher(
+        database,
+        held,
+        dsn=None,
+        source_id="maestro",
+        source_events="sources/maestro/consumers/+/sourceevents",
+        poll_interval=0.1,
+        concurrency=1,
+        backoff_min=0.05,
+        backoff_max=0.1,
+    )
+    running = asyncio.create_task(dispatcher.run())
+    try:
+        async with asyncio.timeout(10):
+            await held.published.wait()
+            held.published.clear()
+            held.futures[0].cancel()  # NB: what the adapter does to unacknowledged publishes when it closes.
+            await held.published.wait()
+        assert len(held.futures) == 2
+        assert not running.done()
+    finally:
+        running.cancel()
+        await asyncio.wait({running}, timeout=5)
+    assert running.cancelled()
