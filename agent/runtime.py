@@ -115,6 +115,29 @@ class Runtime:
             if (item.get("spec") or {}).get("consumer") == self.settings.consumer:
                 self.store[item["metadata"]["name"]] = item
         metrics.WORKS.set(len(self.store))
+        await self._load_payloads()
+
+    async def _load_payloads(self) -> None:
+        """The works' bundles in one LIST of their Secrets (not one GET per work when kopf resumes them all)."""
+        try:
+            listing = await self.kube.request(
+                "GET", works.SECRET.path(self.settings.namespace), query={"labelSelector": works.PAYLOAD_LABEL}
+            )
+        except KubeError as exc:  # NB: the chart grants no list on Secrets (least privilege): one GET per work.
+            logger.info("payload Secrets not listable (%s): each work's is read on its own", exc.reason or exc.code)
+            return
+        for secret in listing.get("items") or []:
+            name = ((secret.get("metadata") or {}).get("labels") or {}).get(works.PAYLOAD_LABEL, "")
+            aw = self.store.get(name)
+            if aw is None:
+                continue
+            try:
+                bundle = works.decode_payload(secret)
+            except ValueError:
+                continue
+            digest = works.bundle_hash(bundle)
+            if digest == ((aw.get("spec") or {}).get("payload") or {}).get("hash"):
+                self.engine.payloads[name] = (digest, bundle)
 
     async def run(self) -> None:
         """Run until :meth:`stop`; a part that crashes stops the whole agent (and is re-raised)."""
