@@ -124,7 +124,7 @@ class Runtime:
                 "GET", works.SECRET.path(self.settings.namespace), query={"labelSelector": works.PAYLOAD_LABEL}
             )
         except KubeError as exc:  # NB: the chart grants no list on Secrets (least privilege): one GET per work.
-            logger.info("payload Secrets not listable (%s): each work's is read on its own", exc.reason or exc.code)
+            logger.info("payload Secrets not listed at start (HTTP %d): each work's is read on its own", exc.code)
             return
         for secret in listing.get("items") or []:
             name = ((secret.get("metadata") or {}).get("labels") or {}).get(works.PAYLOAD_LABEL, "")
