@@ -12,7 +12,9 @@ Every ``interval`` (±25 % jitter), for the consumers this replica owns:
   the agent is told to delete it: nothing is orphaned.
 * **Retention.** Reconciled spec events and status events older than ``retention`` are dropped.
 
-Each repair is logged with the resource id and counted.
+Each repair is logged with the resource id and counted. A replica repairs only the consumers it ``owns``, up to
+``page_size`` resources per kind and round, however many candidates other replicas' consumers have. Each unit of
+work is one transaction; cancelling a round (SIGTERM) waits for the current unit only.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
 import databases
@@ -43,6 +45,7 @@ class Maintenance:
         delete_republish_interval: float = 60.0,
         stale_delete_threshold: float = 3600.0,
         retention: float = 7 * 24 * 3600.0,
+        page_size: int = 10_000,
     ) -> None:
         self.database = database
         self.owns = owns or (lambda _: True)
@@ -51,16 +54,24 @@ class Maintenance:
         self.delete_republish_interval = delete_republish_interval
         self.stale_delete_threshold = stale_delete_threshold
         self.retention = retention
+        self.page_size = max(1, page_size)
+        """At most this many resources of this replica's consumers are repaired per kind per round."""
 
     async def run(self) -> None:
         while True:
             await asyncio.sleep(self.interval * (0.75 + random.random() / 2))
             try:
-                await guard.finish(self.once())
+                await self.once()
             except Exception as exc:  # NB: a failed round is retried at the next one.
                 log.warning("maintenance round failed: %r", exc)
 
     async def once(self) -> dict[str, int]:
+        """One round of repairs.
+
+        Each unit of work (one transaction) runs to its end even if the round is cancelled (see
+        :mod:`server.dispatch.guard`), but a cancellation ends the round there: a SIGTERM waits for one unit, not for
+        the whole round (which may retire thousands of deletes, one transaction each).
+        """
         return {
             "retired": await self.retire_stale_deletes(),
             "deletes_republished": await self.republish_deletes(),
@@ -68,16 +79,25 @@ class Maintenance:
             "pruned": await self.prune(),
         }
 
+    async def _owned(
+        self, fetch: Callable[[int], Awaitable[list[maintenance.Candidate]]]
+    ) -> list[maintenance.Candidate]:
+        """Up to ``page_size`` candidates of the consumers this replica owns.
+
+        NB: the store's LIMIT applies before we can filter by owner, so a page filled by other replicas' consumers
+        would hide ours round after round. So we read larger pages until ours fill one or the candidates run out
+        (one page when this replica owns everything).
+        """
+        limit = self.page_size
+        while True:
+            found = await fetch(limit)
+            owned = [c for c in found if self.owns(c.consumer_name)]
+            if len(owned) >= self.page_size or len(found) < limit:
+                return owned[: self.page_size]
+            limit *= 4
+
     async def republish_undelivered(self) -> int:
-        async with transaction(self.database) as conn:
-            due = [
-                c
-                for c in await maintenance.undelivered(conn, older_than=self.undelivered_threshold)
-                if self.owns(c.consumer_name)
-            ]
-            await maintenance.append_events(
-                conn, [(c.id, c.consumer_name, "Create" if c.version == 1 else "Update", c.version) for c in due]
-            )
+        due = await guard.finish(self._republish_undelivered())
         for c in due:
             log.warning(
                 "resource %s on consumer %s has no status for version %d after %.0fs: publishing it again",
@@ -89,14 +109,18 @@ class Maintenance:
         metrics.UNDELIVERED_REPUBLISHED.inc(len(due))
         return len(due)
 
-    async def republish_deletes(self) -> int:
+    async def _republish_undelivered(self) -> list[maintenance.Candidate]:
         async with transaction(self.database) as conn:
-            due = [
-                c
-                for c in await maintenance.unconfirmed_deletes(conn, quiet_for=self.delete_republish_interval)
-                if self.owns(c.consumer_name)
-            ]
-            await maintenance.append_events(conn, [(c.id, c.consumer_name, "Delete", c.version) for c in due])
+            due = await self._owned(
+                lambda limit: maintenance.undelivered(conn, older_than=self.undelivered_threshold, limit=limit)
+            )
+            await maintenance.append_events(
+                conn, [(c.id, c.consumer_name, "Create" if c.version == 1 else "Update", c.version) for c in due]
+            )
+        return due
+
+    async def republish_deletes(self) -> int:
+        due = await guard.finish(self._republish_deletes())
         for c in due:
             log.info(
                 "delete of resource %s on consumer %s not confirmed yet: publishing it again", c.id, c.consumer_name
@@ -104,57 +128,79 @@ class Maintenance:
         metrics.DELETES_REPUBLISHED.inc(len(due))
         return len(due)
 
-    async def retire_stale_deletes(self) -> int:
-        async with connection(self.database) as conn:
-            due = [
-                c
-                for c in await maintenance.stale_deletes(conn, older_than=self.stale_delete_threshold)
-                if self.owns(c.consumer_name)
-            ]
-        retired = 0
-        for c in due:
-            async with transaction(self.database) as conn:
-                row = await resources.get(conn, c.id, lock=True)
-                if row is None or row.deleted_at is None:
-                    continue
-                now = datetime.now(UTC).isoformat().replace("+00:00", "Z")
-                status = {
-                    **(row.status or {}),
-                    "conditions": [
-                        {
-                            "type": "Deleted",
-                            "status": "Unknown",
-                            "reason": "DeleteRetired",
-                            "lastTransitionTime": now,
-                            "message": f"no agent confirmed the delete within {self.stale_delete_threshold:.0f}s;"
-                            " the hub stopped waiting",
-                        }
-                    ],
-                }
-                await logs.append_status_event(
-                    conn,
-                    resource_id=row.id,
-                    resource_source=row.source,
-                    resource_type=row.type,
-                    consumer_name=row.consumer_name,
-                    event_type="StatusDelete",
-                    version=row.version,
-                    status=status,
-                    payload=row.payload,
+    async def _republish_deletes(self) -> list[maintenance.Candidate]:
+        async with transaction(self.database) as conn:
+            due = await self._owned(
+                lambda limit: maintenance.unconfirmed_deletes(
+                    conn, quiet_for=self.delete_republish_interval, limit=limit
                 )
-                await maintenance.reconcile_events_of(conn, row.id)
-                await resources.hard_delete(conn, row.id)
-                retired += 1
-            log.warning(
-                "delete of resource %s on consumer %s retired: no agent confirmed it within %.0fs",
-                c.id,
-                c.consumer_name,
-                self.stale_delete_threshold,
             )
-        metrics.DELETES_RETIRED.inc(retired)
+            await maintenance.append_events(conn, [(c.id, c.consumer_name, "Delete", c.version) for c in due])
+        return due
+
+    async def retire_stale_deletes(self) -> int:
+        due = await guard.finish(self._stale_deletes())
+        retired = 0
+        try:
+            for c in due:
+                if not await guard.finish(self._retire(c)):
+                    continue
+                retired += 1
+                log.warning(
+                    "delete of resource %s on consumer %s retired: no agent confirmed it within %.0fs",
+                    c.id,
+                    c.consumer_name,
+                    self.stale_delete_threshold,
+                )
+        finally:
+            metrics.DELETES_RETIRED.inc(retired)
         return retired
 
+    async def _stale_deletes(self) -> list[maintenance.Candidate]:
+        async with connection(self.database) as conn:
+            return await self._owned(
+                lambda limit: maintenance.stale_deletes(conn, older_than=self.stale_delete_threshold, limit=limit)
+            )
+
+    async def _retire(self, c: maintenance.Candidate) -> bool:
+        """One retirement, one transaction: false if the row is gone or no longer being deleted."""
+        async with transaction(self.database) as conn:
+            row = await resources.get(conn, c.id, lock=True)
+            if row is None or row.deleted_at is None:
+                return False
+            now = datetime.now(UTC).isoformat().replace("+00:00", "Z")
+            status = {
+                **(row.status or {}),
+                "conditions": [
+                    {
+                        "type": "Deleted",
+                        "status": "Unknown",
+                        "reason": "DeleteRetired",
+                        "lastTransitionTime": now,
+                        "message": f"no agent confirmed the delete within {self.stale_delete_threshold:.0f}s;"
+                        " the hub stopped waiting",
+                    }
+                ],
+            }
+            await logs.append_status_event(
+                conn,
+                resource_id=row.id,
+                resource_source=row.source,
+                resource_type=row.type,
+                consumer_name=row.consumer_name,
+                event_type="StatusDelete",
+                version=row.version,
+                status=status,
+                payload=row.payload,
+            )
+            await maintenance.reconcile_events_of(conn, row.id)
+            await resources.hard_delete(conn, row.id)
+        return True
+
     async def prune(self) -> int:
+        return await guard.finish(self._prune())
+
+    async def _prune(self) -> int:
         async with transaction(self.database) as conn:
             dropped = await maintenance.prune(conn, older_than=self.retention)
         return sum(dropped.values())

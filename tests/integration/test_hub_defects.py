@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import time
 from typing import Any
 
 import databases
@@ -17,9 +18,11 @@ from protocol import cloudevents_mqtt, mqtt, topics
 from protocol.errors import ConnectError
 from server.app import create_app
 from server.dispatch import publisher
+from server.dispatch.maintenance import Maintenance
 from server.http import watch as http_watch
 from server.services import consumers, resources, watch
 from server.settings import Settings
+from server.store import db as store_db
 from tests.fixtures.mosquitto import MosquittoServer, MQTTNames
 from tests.integration.status_support import report
 
@@ -275,3 +278,93 @@ async def test_dispatcher_retries_a_publish_the_adapter_cancelled(database: data
         running.cancel()
         await asyncio.wait({running}, timeout=5)
     assert running.cancelled()
+
+
+# --- (c) maintenance pages are cut before the ownership filter; (e) a SIGTERM waits for a whole round
+# --------------------------------------------------------------------------------------------------------------------
+
+HOUR = 3600.0
+
+
+async def sql(database: databases.Database, query: str, *args: Any) -> list[Any]:
+    async with store_db.transaction(database) as conn:
+        return list(await conn.fetch(query, *args))
+
+
+async def bulk_resources(database: databases.Database, consumer: str, count: int, *, deleting: bool) -> None:
+    """``count`` rows of ``consumer`` written 20 hours ago (being deleted since then when ``deleting``), no status."""
+    await sql(
+        database,
+        "INSERT INTO resources (id, name, source, consumer_name, type, version, payload, created_at, updated_at,"
+        " deleted_at) SELECT $1 || g, $1 || g, 'maestro', $2, 'Single', 1, '{}'::jsonb,"
+        " now() - interval '20 hours', now() - interval '20 hours',"
+        " CASE WHEN $3 THEN now() - interval '20 hours' END FROM generate_series(1, $4) g",
+        f"{consumer}-{'deleting' if deleting else 'live'}-",
+        consumer,
+        deleting,
+        count,
+    )
+
+
+async def test_maintenance_finds_its_consumers_behind_a_full_page_of_others(database: databases.Database) -> None:
+    await consumers.create(database, {"name": "mine"})
+    await consumers.create(database, {"name": "theirs"})
+    live = await resources.create_single(
+        database, {"consumer_name": "mine", "manifest": configmap("a")}, source="maestro"
+    )
+    gone = await resources.create_single(
+        database, {"consumer_name": "mine", "manifest": configmap("b")}, source="maestro"
+    )
+    await resources.mark_deleting(database, gone.id)
+    await sql(database, "UPDATE events SET reconciled_date = now(), created_at = now() - interval '11 hours'")
+    await sql(
+        database,
+        "UPDATE resources SET updated_at = now() - interval '11 hours',"
+        " deleted_at = deleted_at - interval '11 hours' WHERE consumer_name = 'mine'",
+    )
+    # NB: older than ours, so they come first in every page; one more than the store's default page.
+    await bulk_resources(database, "theirs", 10_001, deleting=False)
+    await bulk_resources(database, "theirs", 10_001, deleting=True)
+    repairs = Maintenance(
+        database,
+        owns=lambda consumer: consumer == "mine",
+        undelivered_threshold=HOUR,
+        delete_republish_interval=HOUR,
+        stale_delete_threshold=10 * HOUR,
+        retention=100 * HOUR,
+    )
+
+    assert await repairs.republish_undelivered() == 1
+    assert await repairs.republish_deletes() == 1
+    assert await repairs.retire_stale_deletes() == 1
+    pending = await sql(database, "SELECT source_id, event_type FROM events WHERE reconciled_date IS NULL ORDER BY id")
+    assert [(r["source_id"], r["event_type"]) for r in pending] == [
+        (live.id, "Create")
+    ]  # NB: retiring reconciled the delete.
+    assert await sql(database, "SELECT 1 FROM resources WHERE id = $1", gone.id) == []
+
+
+async def test_maintenance_stops_within_a_unit_of_work_when_cancelled(database: databases.Database) -> None:
+    await consumers.create(database, {"name": "mine"})
+    total = 2000
+    await bulk_resources(database, "mine", total, deleting=True)
+    repairs = Maintenance(database, interval=0.01, stale_delete_threshold=10 * HOUR)
+
+    async def left() -> int:
+        return len(await sql(database, "SELECT 1 FROM resources WHERE deleted_at IS NOT NULL"))
+
+    running = asyncio.create_task(repairs.run())
+    try:
+        async with asyncio.timeout(10):
+            while await left() == total:  # noqa: ASYNC110 - the round's first commit is the barrier
+                await asyncio.sleep(0.01)
+        running.cancel()
+        started = time.monotonic()
+        await asyncio.wait({running}, timeout=20)
+        stopped_after = time.monotonic() - started
+    finally:
+        running.cancel()
+        await asyncio.wait({running}, timeout=20)
+    assert running.cancelled()
+    assert stopped_after < 1.0, f"stopping took {stopped_after:.1f}s"
+    assert await left() > 0  # NB: the round was not finished first.
