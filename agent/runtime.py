@@ -118,13 +118,16 @@ class Runtime:
         await self._load_payloads()
 
     async def _load_payloads(self) -> None:
-        """The works' bundles in one LIST of their Secrets (not one GET per work when kopf resumes them all)."""
+        """The works' bundles in one LIST of their Secrets (not one GET per work when kopf resumes them all), if
+        this agent may list Secrets in its namespace (the chart does not grant it: least privilege)."""
+        if not self.store or not await self._may("list", "secrets", self.settings.namespace):
+            return
         try:
             listing = await self.kube.request(
                 "GET", works.SECRET.path(self.settings.namespace), query={"labelSelector": works.PAYLOAD_LABEL}
             )
-        except KubeError as exc:  # NB: the chart grants no list on Secrets (least privilege): one GET per work.
-            logger.info("payload Secrets not listed at start (HTTP %d): each work's is read on its own", exc.code)
+        except KubeError as exc:
+            logger.warning("could not list the works' payload Secrets (each is read on its own): %s", exc.message)
             return
         for secret in listing.get("items") or []:
             name = ((secret.get("metadata") or {}).get("labels") or {}).get(works.PAYLOAD_LABEL, "")
@@ -138,6 +141,21 @@ class Runtime:
             digest = works.bundle_hash(bundle)
             if digest == ((aw.get("spec") or {}).get("payload") or {}).get("hash"):
                 self.engine.payloads[name] = (digest, bundle)
+
+    async def _may(self, verb: str, resource: str, namespace: str) -> bool:
+        """A SelfSubjectAccessReview: whether this agent may ``verb`` ``resource`` in ``namespace``."""
+        review = {
+            "apiVersion": "authorization.k8s.io/v1",
+            "kind": "SelfSubjectAccessReview",
+            "spec": {"resourceAttributes": {"namespace": namespace, "verb": verb, "resource": resource}},
+        }
+        try:
+            answer = await self.kube.request(
+                "POST", "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews", body=review
+            )
+        except KubeError:
+            return False
+        return bool((answer.get("status") or {}).get("allowed"))
 
     async def run(self) -> None:
         """Run until :meth:`stop`; a part that crashes stops the whole agent (and is re-raised)."""
