@@ -381,7 +381,7 @@ class Broker:
     @property
     def binary_mode(self) -> bool:
         """Whether to encode CloudEvents in binary mode (MQTT 5) rather than structured (MQTT 3.1.1)."""
-        return self.config.protocol_version == 5
+        return self.config.binary_mode
 
     @property
     def in_flight(self) -> int:

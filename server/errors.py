@@ -49,10 +49,6 @@ class ServiceError(Exception):
         super().__init__(self.reason)
 
 
-class InvalidToken(ServiceError):
-    code, status, default_reason = 1, 403, "Invalid token provided"
-
-
 class Forbidden(ServiceError):
     code, status, default_reason = 4, 403, "Forbidden to perform this action"
 
@@ -81,10 +77,6 @@ class MethodNotAllowed(ServiceError):
     code, status, default_reason = 10, 405, "HTTP Method not implemented for this endpoint"
 
 
-class Unauthorized(ServiceError):
-    code, status, default_reason = 11, 403, "Account is unauthorized to perform this action"
-
-
 class Unauthenticated(ServiceError):
     code, status, default_reason = 15, 401, "Account authentication could not be verified"
 
@@ -109,26 +101,36 @@ class SearchParseError(ServiceError):
     code, status, default_reason = 23, 400, "Failed to parse search query"
 
 
-class AdvisoryLockError(ServiceError):
-    code, status, default_reason = 26, 500, "Database advisory lock error"
-
+# NB: upstream's codes that this hub never raises (no token ACL, no advisory locks) are listed all the same, so that
+# ``GET /errors`` serves upstream's catalog.
+_NEVER_RAISED: Final = (
+    ErrorDefinition(1, 403, "Invalid token provided"),
+    ErrorDefinition(11, 403, "Account is unauthorized to perform this action"),
+    ErrorDefinition(26, 500, "Database advisory lock error"),
+)
 
 CATALOG: Final[dict[int, ErrorDefinition]] = {
-    cls.code: ErrorDefinition(cls.code, cls.status, cls.default_reason)
-    for cls in (
-        InvalidToken,
-        Forbidden,
-        Conflict,
-        NotFound,
-        ValidationError,
-        GeneralError,
-        MethodNotAllowed,
-        Unauthorized,
-        Unauthenticated,
-        MalformedRequest,
-        BadRequest,
-        SearchParseError,
-        AdvisoryLockError,
+    d.code: d
+    for d in sorted(
+        [
+            *_NEVER_RAISED,
+            *(
+                ErrorDefinition(cls.code, cls.status, cls.default_reason)
+                for cls in (
+                    Forbidden,
+                    Conflict,
+                    NotFound,
+                    ValidationError,
+                    GeneralError,
+                    MethodNotAllowed,
+                    Unauthenticated,
+                    MalformedRequest,
+                    BadRequest,
+                    SearchParseError,
+                )
+            ),
+        ],
+        key=lambda d: d.code,
     )
 }
 

@@ -12,6 +12,7 @@ import time
 from typing import Any
 
 import databases
+import httpx
 import pytest
 
 from protocol import cloudevents_mqtt, mqtt, topics
@@ -368,3 +369,16 @@ async def test_maintenance_stops_within_a_unit_of_work_when_cancelled(database: 
     assert running.cancelled()
     assert stopped_after < 1.0, f"stopping took {stopped_after:.1f}s"
     assert await left() > 0  # NB: the round was not finished first.
+
+
+# --- dead code: the error classes never raised are gone, their upstream codes stay in the catalog
+# --------------------------------------------------------------------------------------------------------------------
+
+
+async def test_error_catalog_keeps_upstream_codes_never_raised(client: httpx.AsyncClient) -> None:
+    response = await client.get("/api/maestro/v1/errors")
+    assert response.status_code == 200
+    items = {item["id"]: item for item in response.json()["items"]}
+    assert list(items) == ["1", "4", "6", "7", "8", "9", "10", "11", "15", "17", "21", "23", "26"]
+    assert items["26"]["reason"] == "Database advisory lock error"
+    assert (await client.get("/api/maestro/v1/errors/11")).json()["code"] == "maestro-11"
