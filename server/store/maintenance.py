@@ -17,11 +17,16 @@ class Candidate:
 
 async def undelivered(conn: Conn, *, older_than: float, limit: int = 10_000) -> list[Candidate]:
     """Live resources whose agent has not reported the current version for ``older_than`` seconds, with no
-    pending event and no event in that time (so each is re-published at most once per threshold)."""
+    pending event and no event in that time (so each is re-published at most once per threshold).
+
+    NB: the status condition is the predicate of ``resources_undelivered_idx`` word for word (the planner uses a
+    partial index only when it can match it); change both together. ObservedVersion is compared as text: the
+    hub writes it as a JSON integer, whose text is the version's.
+    """
     rows = await conn.fetch(
         "SELECT r.id, r.consumer_name, r.version FROM resources r"
         " WHERE r.deleted_at IS NULL AND r.updated_at < now() - make_interval(secs => $1)"
-        " AND (r.status IS NULL OR (r.status->>'ObservedVersion')::int IS DISTINCT FROM r.version)"
+        " AND (r.status IS NULL OR (r.status ->> 'ObservedVersion') IS DISTINCT FROM r.version::text)"
         " AND NOT EXISTS (SELECT 1 FROM events e WHERE e.source_id = r.id"
         "  AND (e.reconciled_date IS NULL OR e.created_at > now() - make_interval(secs => $1)))"
         " ORDER BY r.updated_at LIMIT $2",

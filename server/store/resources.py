@@ -20,6 +20,8 @@ SCHEMA = search.Schema(
         "deleted_at": search.Column("resources.deleted_at", "timestamp"),
     },
     jsonb={"payload": "resources.payload", "status": "resources.status"},
+    # NB: migrations/20261129_11_search_and_maintenance_indexes.sql: GIN (jsonb_path_ops) on (payload -> 'metadata').
+    indexed_json={"resources.payload": ("metadata",)},
 )
 
 

@@ -16,6 +16,16 @@ Invariants that make this safe to splice after ``WHERE``:
 - every comparison and every boolean combination is parenthesised, so the fragment composes with
   ``AND``/``OR`` written by the caller without precedence surprises.
 
+Indexed JSON: a :class:`Schema` may name JSONB expressions that carry a GIN (``jsonb_path_ops``) index
+(``resources.payload -> 'metadata'``). An equality or ``in`` on a path below one (``->>``, or a dot path), or an
+``@>`` with an object or array below one, then compiles to ``(<as before> AND (<indexed> @> $n::text::jsonb OR
+...))``: the containment is implied by the original comparison, so the pair selects exactly the rows the
+comparison alone selects, and PostgreSQL can answer the containment from the index. ``->>`` compares text and
+containment compares JSON, so ``= '5'`` adds both ``"5"`` and ``5`` (and ``'true'`` both ``"true"`` and
+``true``); a text that could be an object's or array's JSON text is not rewritten. The pair turns "unknown"
+(a missing key) into false, which changes nothing unless a ``not`` is above it, so nothing under a ``not`` is
+rewritten. Nor are paths with an array index (``->0``), whose containment would mean "any element".
+
 Anything outside the grammar raises :class:`SearchError` with a user-facing message and a 0-based
 position; the HTTP layer maps it to 400 (code 23 for ``search``, 21 for ``orderBy``).
 """
@@ -59,6 +69,10 @@ class Schema:
 
     columns: Mapping[str, Column]
     jsonb: Mapping[str, str]
+    indexed_json: Mapping[str, tuple[str, ...]] = dataclasses.field(default_factory=dict)
+    """JSONB column SQL → the object keys of a GIN-indexed expression below it: ``{"resources.payload":
+    ("metadata",)}`` declares an index on ``(resources.payload -> 'metadata')``; the key text is ours (the
+    migration's), never the user's."""
 
 
 # -- Tokens -----------------------------------------------------------------------------------------
@@ -70,6 +84,9 @@ _IDENT_RE: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z0-9_]+)*")
 _INT_RE: Final = re.compile(r"-?[0-9]+")
 _OPERATORS: Final = ("->>", "->", "@>", "<=", ">=", "<>", "!=", "=", "<", ">")
 _INT_TEXT_RE: Final = re.compile(r"\s*[-+]?[0-9]+\s*")
+_ARRAY_INDEX_RE: Final = re.compile(r"-?[0-9]+")
+"""A path key ``#>``/``#>>`` would apply to an array as an index."""
+_JSON_NUMBER_RE: Final = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -162,6 +179,9 @@ class _Operand:
     kind: ColumnKind | Literal["jsonb"]
     name: str
     pos: int
+    root: str | None = None
+    """For a JSON path: the JSONB column's SQL, so the path can also be searched by containment."""
+    path: tuple[str, ...] = ()
 
 
 class _Compiler:
@@ -173,6 +193,7 @@ class _Compiler:
         self._schema = schema
         self._first_param = first_param
         self._depth = 0
+        self._negations = 0
         self.params: list[object] = []
 
     # Token helpers.
@@ -227,7 +248,11 @@ class _Compiler:
         if token.kind == "keyword" and token.text == "not":
             self._next()
             with self._nested(token):
-                return f"(NOT {self._not_expr()})"
+                self._negations += 1
+                try:
+                    return f"(NOT {self._not_expr()})"
+                finally:
+                    self._negations -= 1
         if token.kind == "lparen":
             self._next()
             with self._nested(token):
@@ -292,13 +317,16 @@ class _Compiler:
         self._expect("lparen", "'(' after 'in'")
         if self._peek().kind == "rparen":
             raise _fail("empty 'in' list", self._peek().pos)
-        placeholders = [self._bind_literal(left, self._next())]
+        literals = [self._next()]
+        placeholders = [self._bind_literal(left, literals[0])]
         while self._peek().kind == "comma":
             self._next()
-            placeholders.append(self._bind_literal(left, self._next()))
+            literals.append(self._next())
+            placeholders.append(self._bind_literal(left, literals[-1]))
         self._expect("rparen", "',' or ')' in 'in' list")
         sql_op = "NOT IN" if negated else "IN"
-        return f"({left.sql} {sql_op} ({', '.join(placeholders)}))"
+        sql = f"({left.sql} {sql_op} ({', '.join(placeholders)}))"
+        return sql if negated else self._with_index(sql, left, [t.text for t in literals])
 
     def _compare(self, left: _Operand, op: _Token) -> str:
         literal = self._next()
@@ -312,7 +340,8 @@ class _Compiler:
                 op.pos,
             )
         sql_op = "<>" if op.text == "!=" else op.text
-        return f"({left.sql} {sql_op} {self._bind_literal(left, literal)})"
+        sql = f"({left.sql} {sql_op} {self._bind_literal(left, literal)})"
+        return self._with_index(sql, left, [literal.text]) if sql_op == "=" else sql
 
     def _contains(self, left: _Operand, op: _Token) -> str:
         if left.kind != "jsonb":
@@ -321,11 +350,15 @@ class _Compiler:
         if literal.kind != "string":
             raise _fail(f"operator '@>' needs a JSON string literal, got {_describe(literal)}", literal.pos)
         try:
-            json.loads(literal.text)
+            document = json.loads(literal.text)
         except ValueError as e:
             raise _fail(f"invalid JSON in '@>' literal ({e})", literal.pos) from None
         # NB: bound as text and cast in SQL: the pool's jsonb codec would encode a str as a JSON string.
-        return f"({left.sql} @> {self._bind(literal.text, 'text')}::jsonb)"
+        sql = f"({left.sql} @> {self._bind(literal.text, 'text')}::jsonb)"
+        # NB: only an object or array: a scalar is contained in a top-level array but not in a nested one.
+        if isinstance(document, dict | list) and left.root is not None:
+            return self._with_containment(sql, left, [literal.text])
+        return sql
 
     def _bind_literal(self, left: _Operand, literal: _Token) -> str:
         """Convert one literal to the operand's type and bind it; the cast lets asyncpg encode it."""
@@ -367,7 +400,8 @@ class _Compiler:
         root, path = found
         if path:
             # NB: a dot path (``labels.env``) always reads the value as text, like ``->>``.
-            return _Operand(self._json_sql(root, path, as_text=True), "text", token.text, token.pos)
+            sql = self._json_sql(root, path, as_text=True)
+            return _Operand(sql, "text", token.text, token.pos, root=root, path=tuple(path))
         return self._arrow_path(root, token)
 
     def _arrow_path(self, root: str, token: _Token) -> _Operand:
@@ -380,14 +414,49 @@ class _Compiler:
                 raise _fail(f"expected a quoted JSON key or array index, got {_describe(key)}", key.pos)
             path.append(key.text)
         if not path:
-            return _Operand(root, "jsonb", token.text, token.pos)
-        return _Operand(
-            self._json_sql(root, path, as_text=as_text), "text" if as_text else "jsonb", token.text, token.pos
-        )
+            return _Operand(root, "jsonb", token.text, token.pos, root=root)
+        sql = self._json_sql(root, path, as_text=as_text)
+        return _Operand(sql, "text" if as_text else "jsonb", token.text, token.pos, root=root, path=tuple(path))
 
     def _json_sql(self, root: str, path: list[str], *, as_text: bool) -> str:
         operator = "#>>" if as_text else "#>"
         return f"({root} {operator} {self._bind(path, 'text[]')})"
+
+    # Indexed JSON (see the module docstring).
+
+    def _with_index(self, sql: str, left: _Operand, texts: list[str]) -> str:
+        """Add the containment implied by ``<path as text> = one of texts``, when an index can answer it."""
+        if left.root is None or left.kind != "text" or any(t.startswith(("{", "[")) for t in texts):
+            return sql
+        leaves = [json.dumps(t, ensure_ascii=False) for t in texts]
+        # NB: ``->>`` gives a number's or boolean's JSON text, so '5' also matches 5, 'true' also true.
+        leaves += [t for t in texts if t in ("true", "false") or _JSON_NUMBER_RE.fullmatch(t)]
+        return self._with_containment(sql, left, leaves)
+
+    def _with_containment(self, sql: str, left: _Operand, leaves: list[str]) -> str:
+        """``(sql AND (indexed @> doc OR ...))``, one document per JSON leaf at ``left``'s path, or ``sql`` alone."""
+        assert left.root is not None
+        prefix = self._schema.indexed_json.get(left.root)
+        if (
+            prefix is None
+            or self._negations
+            or left.path[: len(prefix)] != prefix
+            or any(_ARRAY_INDEX_RE.fullmatch(key) for key in left.path)
+        ):
+            return sql
+        indexed = "(" + left.root + "".join(f" -> {_sql_string(key)}" for key in prefix) + ")"
+        rest = left.path[len(prefix) :]
+        documents = []
+        for leaf in leaves:
+            for key in reversed(rest):
+                leaf = "{" + json.dumps(key, ensure_ascii=False) + ": " + leaf + "}"
+            documents.append(f"{indexed} @> {self._bind(leaf, 'text')}::jsonb")
+        return f"({sql} AND ({' OR '.join(documents)}))"
+
+
+def _sql_string(text: str) -> str:
+    """A SQL string literal, for the schema's own (trusted) index keys only."""
+    return "'" + text.replace("'", "''") + "'"
 
 
 def _find_column(schema: Schema, name: str) -> Column | None:

@@ -614,3 +614,98 @@ def test_mutated_searches_are_refused_or_safe(text: str) -> None:
     except search.SearchError:
         return
     assert_safe(sql, params)
+
+
+# -- Indexed JSON -------------------------------------------------------------------------------------
+
+INDEXED = search.Schema(columns=SCHEMA.columns, jsonb=SCHEMA.jsonb, indexed_json={"resources.payload": ("metadata",)})
+_LABEL = ["metadata", "labels", "app"]
+
+
+@pytest.mark.parametrize(
+    ("text", "sql", "params"),
+    [
+        pytest.param(
+            "payload->'metadata'->'labels'->>'app' = 'x'",
+            "(((resources.payload #>> $1::text[]) = $2::text)"
+            " AND ((resources.payload -> 'metadata') @> $3::text::jsonb))",
+            [_LABEL, "x", '{"labels": {"app": "x"}}'],
+            id="arrow-eq",
+        ),
+        pytest.param(
+            "payload.metadata.labels.app = 5",
+            "(((resources.payload #>> $1::text[]) = $2::text)"
+            " AND ((resources.payload -> 'metadata') @> $3::text::jsonb"
+            " OR (resources.payload -> 'metadata') @> $4::text::jsonb))",
+            [_LABEL, "5", '{"labels": {"app": "5"}}', '{"labels": {"app": 5}}'],
+            id="dot-eq-number-text",
+        ),
+        pytest.param(
+            "payload.metadata.labels.app in ('x', 'true')",
+            "(((resources.payload #>> $1::text[]) IN ($2::text, $3::text))"
+            " AND ((resources.payload -> 'metadata') @> $4::text::jsonb"
+            " OR (resources.payload -> 'metadata') @> $5::text::jsonb"
+            " OR (resources.payload -> 'metadata') @> $6::text::jsonb))",
+            [
+                _LABEL,
+                "x",
+                "true",
+                '{"labels": {"app": "x"}}',
+                '{"labels": {"app": "true"}}',
+                '{"labels": {"app": true}}',
+            ],
+            id="dot-in",
+        ),
+        pytest.param(
+            """payload->'metadata'->'labels' @> '{"app":"x"}'""",
+            "(((resources.payload #> $1::text[]) @> $2::text::jsonb)"
+            " AND ((resources.payload -> 'metadata') @> $3::text::jsonb))",
+            [["metadata", "labels"], '{"app":"x"}', '{"labels": {"app":"x"}}'],
+            id="contains",
+        ),
+        pytest.param(
+            "not (payload.metadata.labels.app = 'x')",
+            "(NOT ((resources.payload #>> $1::text[]) = $2::text))",
+            [_LABEL, "x"],
+            id="not-is-left-alone",
+        ),
+        pytest.param(
+            "payload.metadata.labels.app <> 'x'",
+            "((resources.payload #>> $1::text[]) <> $2::text)",
+            [_LABEL, "x"],
+            id="ne-is-left-alone",
+        ),
+        pytest.param(
+            """payload.metadata.labels.app = '{"a": 1}'""",
+            "((resources.payload #>> $1::text[]) = $2::text)",
+            [_LABEL, '{"a": 1}'],
+            id="object-text-is-left-alone",
+        ),
+        pytest.param(
+            """payload->'metadata'->'labels'->'app' @> '"x"'""",
+            "((resources.payload #> $1::text[]) @> $2::text::jsonb)",
+            [_LABEL, '"x"'],
+            id="scalar-containment-is-left-alone",
+        ),
+        pytest.param(
+            "payload->'metadata'->0->>'app' = 'x'",
+            "((resources.payload #>> $1::text[]) = $2::text)",
+            [["metadata", "0", "app"], "x"],
+            id="array-index-is-left-alone",
+        ),
+        pytest.param(
+            "payload->'manifests'->>'kind' = 'x'",
+            "((resources.payload #>> $1::text[]) = $2::text)",
+            [["manifests", "kind"], "x"],
+            id="outside-the-index",
+        ),
+        pytest.param(
+            "labels.app = 'x'",
+            "((resources.labels #>> $1::text[]) = $2::text)",
+            [["app"], "x"],
+            id="column-without-index",
+        ),
+    ],
+)
+def test_indexed_json(text: str, sql: str, params: list[object]) -> None:
+    assert search.compile_search(text, schema=INDEXED) == (sql, params)
