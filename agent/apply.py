@@ -34,10 +34,6 @@ class Result:
     wrote: bool = False
     error: KubeError | None = None
 
-    @property
-    def ok(self) -> bool:
-        return self.error is None
-
 
 def marker(obj: Mapping[str, Any] | None) -> str:
     """What changes when someone changes the object's intent: its generation, else its resourceVersion."""

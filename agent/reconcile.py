@@ -78,6 +78,14 @@ class Engine:
     def lock(self, name: str) -> asyncio.Lock:
         return self._locks.setdefault(name, asyncio.Lock())
 
+    def forget(self, name: str) -> Saved | None:
+        """Drop what is kept for a work whose AppliedWork is gone; returns what to create it again from, if it was
+        deleted by hand."""
+        for per_work in (self.payloads, self.latest, self._locks):
+            per_work.pop(name, None)
+        self.deleting.discard(name)
+        return self.saved.pop(name, None)
+
     # --- payload
     # ----------------------------------------------------------------------------------------------
 
@@ -490,7 +498,6 @@ class Engine:
             logger.info("work %s: deleted (%s)", name, policy)
         else:
             logger.info("work %s: AppliedWork deleted by hand; its objects are kept and it is created again", name)
-        self.payloads.pop(name, None)
         return Outcome(done=True)
 
 

@@ -246,13 +246,10 @@ class Runtime:
         name = aw["metadata"]["name"]
         if kind == "DELETED":
             self.store.pop(name, None)
-            self.engine.deleting.discard(name)
-            self.engine.payloads.pop(name, None)
-            self.engine.latest.pop(name, None)
             self.reporter.forget(name)
             self.recorder.forget(name)
             self._unclaimed.pop(name, None)
-            saved = self.engine.saved.pop(name, None)
+            saved = self.engine.forget(name)
             if saved is not None:
                 logger.info("work %s was deleted by hand while the hub still wants it: creating it again", name)
                 self._spawn_once(self.receiver.write(name, saved.spec, bundle=saved.bundle), f"recreate:{name}")

@@ -66,10 +66,6 @@ class Watcher:
             and self._healthy.get(path, False)
         )
 
-    @property
-    def kinds(self) -> int:
-        return len(self._tasks)
-
     async def close(self) -> None:
         self._closed = True
         for task in self._tasks.values():

@@ -45,7 +45,6 @@ PAYLOAD_KEY: Final = "bundle.json.gz"
 FINALIZER: Final = f"{GROUP}/cleanup"
 
 DEFAULT_STRATEGY: Final = "ServerSideApply"
-STRATEGIES: Final = frozenset({"ServerSideApply", "Update", "CreateOnly", "ReadOnly"})
 
 
 def crd_manifest() -> dict[str, Any]:
