@@ -146,6 +146,7 @@ class CloudEventService(pb_grpc.CloudEventServiceServicer):
             asyncio.create_task(pump(), name=f"subscribe-pump:{subscription}"),
             asyncio.create_task(beat(), name=f"subscribe-heartbeat:{subscription}"),
         ]
+        getter: asyncio.Future[pb.CloudEvent] | None = None
         try:
             while True:
                 getter = asyncio.ensure_future(queue.get())
@@ -156,7 +157,8 @@ class CloudEventService(pb_grpc.CloudEventServiceServicer):
                     return
                 yield getter.result()
         finally:
-            for task in tasks:
+            # NB: a client that goes away cancels us inside asyncio.wait; the pending getter must not outlive us.
+            for task in [*tasks, *([getter] if getter else [])]:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             self._subscribers.get(source, set()).discard(queue)

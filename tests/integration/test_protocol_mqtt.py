@@ -12,8 +12,6 @@ from protocol import cloudevents_mqtt, events, mqtt, topics, types
 from protocol.errors import BrokerClosedError, ConnectError, NotConnectedError
 from tests.fixtures.mosquitto import MosquittoServer, MQTTNames
 
-pytestmark = pytest.mark.timeout(120)
-
 
 def _event(n: int, *, source: str = "maestro") -> events.CloudEvent:
     return events.make_event(
@@ -149,7 +147,9 @@ async def test_shared_subscription_splits_messages(
         for n in range(100):
             await publisher.publish(topic, cloudevents_mqtt.to_binary(_event(n, source=mqtt_names.source)))
         await publisher.drain(timeout=10)
-        await asyncio.sleep(0.5)
+        async with asyncio.timeout(10):
+            while len(a._inbox) + len(b._inbox) < 100:  # noqa: ASYNC110 - the inboxes have no event to wait on
+                await asyncio.sleep(0.01)
         got_a = [_n(x) for x in a._inbox]
         got_b = [_n(x) for x in b._inbox]
     assert sorted(got_a + got_b) == list(range(100))

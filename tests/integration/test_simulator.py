@@ -14,8 +14,6 @@ from agent.simulator import SimulatedAgent
 from protocol import cloudevents_mqtt, events, mqtt, statushash, topics, types
 from tests.fixtures.mosquitto import MosquittoServer, MQTTNames
 
-pytestmark = pytest.mark.timeout(60)
-
 MANIFESTS = [
     {
         "apiVersion": "apps/v1",
@@ -48,9 +46,15 @@ class Source:
                 if (parsed.subresource, parsed.action) == (subresource, action):
                     return event
 
-    async def expect_nothing(self, *, wait: float = 0.3) -> None:
-        await asyncio.sleep(wait)
-        assert self.inbox.empty(), [e.get_type() for e in self.inbox._queue]  # type: ignore[attr-defined]
+    async def expect_next(self, action: str, resource_id: str, *, timeout: float = 10) -> CloudEvent:
+        """The very next event is the status ``action`` for ``resource_id``: sent after something that must get
+        no answer, it is the barrier proving that nothing else came (the agent answers in order: status resyncs
+        inline, spec events of one resource one after the other)."""
+        async with asyncio.timeout(timeout):
+            event = await self.inbox.get()
+        got = (types.event_type(event).action, event.get_extension("resourceid"))
+        assert got == (action, resource_id), f"expected only {action} for {resource_id} here, got {got}"
+        return event
 
     async def send(
         self,
@@ -131,10 +135,11 @@ async def test_apply_status_duplicate_stale_delete(
         assert (await source.expect(types.UPDATE_REQUEST)).get_extension("resourceversion") == 2
         await source.send(types.UPDATE_REQUEST, version=1)  # stale
         await source.send(types.CREATE_REQUEST, resource_id="r9", cluster="someone-else")
-        await source.expect_nothing()
+        await source.send(types.UPDATE_REQUEST, version=2)  # the barrier: handled after the stale one, re-sent
+        assert (await source.expect_next(types.UPDATE_REQUEST, "r1")).get_extension("resourceversion") == 2
         assert agent.counters.stale == 1
         assert agent.counters.other_cluster == 1
-        assert agent.counters.duplicates == 1
+        assert agent.counters.duplicates == 2  # the first CREATE_REQUEST again, and the barrier
         assert set(agent.works) == {"r1"}
 
         await source.send(types.DELETE_REQUEST, version=2, data={}, deletiontimestamp=datetime.now(UTC))
@@ -168,12 +173,14 @@ async def test_status_resync(mosquitto: MosquittoServer, mqtt_names: MQTTNames, 
         )
         reply = await source.expect(types.RESYNC_RESPONSE)
         assert reply.get_extension("resourceid") == "a"
-        await source.expect_nothing()
+        barrier = {"statusHashes": [{"resourceID": "a", "statusHash": "stale"}]}
+        await source.send(types.RESYNC_REQUEST, subresource="status", data=barrier)
+        await source.expect_next(types.RESYNC_RESPONSE, "a")  # not "b" (same hash) nor "unknown"
 
         await source.send(types.RESYNC_REQUEST, subresource="status", data={"statusHashes": []})
         replies = {(await source.expect(types.RESYNC_RESPONSE)).get_extension("resourceid") for _ in range(2)}
         assert replies == {"a", "b"}
-        assert agent.counters.status_resyncs_answered == 2
+        assert agent.counters.status_resyncs_answered == 3  # with the barrier
 
         await agent.send_spec_resync()
         listing = await source.expect(types.RESYNC_REQUEST, "spec")
