@@ -158,7 +158,9 @@ class CloudEventService(pb_grpc.CloudEventServiceServicer):
                 yield getter.result()
         finally:
             # NB: a client that goes away cancels us inside asyncio.wait; the pending getter must not outlive us.
-            for task in [*tasks, *([getter] if getter else [])]:
+            if getter is not None:
+                getter.cancel()
+            for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             self._subscribers.get(source, set()).discard(queue)
