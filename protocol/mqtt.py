@@ -12,8 +12,8 @@ What it guarantees, and how:
   reconnect, even across a broker restart when the broker persists its state.
 * **Bounded in-flight publishes.** gmqtt's ``publish()`` is synchronous and raises ``OverflowError`` once
   packet ids run out (at the broker's Receive Maximum). :meth:`Broker.publish` waits for a slot in a window
-  kept below that maximum; a slot frees when the PUBACK arrives, which gmqtt only reports to its
-  ``PersistentStorage``, hence
+  (:class:`protocol.window.Window`) kept below that maximum; a slot frees when the PUBACK arrives, which gmqtt
+  only reports to its ``PersistentStorage``, hence
   :class:`_AckStorage`. Messages not acknowledged when a link drops are re-published on the next link
   (at-least-once: receivers are idempotent by resource version and sequence id).
 * **Back-pressure, not drops, on receive.** Received messages go into a bounded inbox read by
@@ -53,6 +53,7 @@ from protocol.errors import (
     SubscribeError,
 )
 from protocol.mqtt_config import MQTTConfig
+from protocol.window import Window
 
 logger = logging.getLogger(__name__)
 
@@ -93,46 +94,6 @@ class _Pending:
     message: MQTTMessage
     qos: int
     future: asyncio.Future[None]
-
-
-class _Window:
-    """A FIFO counting semaphore whose size can change (each CONNACK announces a Receive Maximum)."""
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self.used = 0
-        self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
-
-    async def acquire(self) -> None:
-        if self.used < self.limit and not self._waiters:
-            self.used += 1
-            return
-        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._waiters.append(waiter)
-        try:
-            await waiter
-        except asyncio.CancelledError:
-            if waiter.done() and not waiter.cancelled():
-                self.release()  # NB: the slot was handed over just before the cancellation; give it back.
-            else:
-                with contextlib.suppress(ValueError):
-                    self._waiters.remove(waiter)
-            raise
-
-    def release(self) -> None:
-        self.used -= 1
-        self._wake()
-
-    def set_limit(self, limit: int) -> None:
-        self.limit = max(1, limit)
-        self._wake()
-
-    def _wake(self) -> None:
-        while self._waiters and self.used < self.limit:
-            waiter = self._waiters.popleft()
-            if not waiter.done():
-                self.used += 1
-                waiter.set_result(None)
 
 
 class _AckStorage(gmqtt.storage.PersistentStorage):  # type: ignore[misc]
@@ -279,7 +240,7 @@ class Broker:
         self._reconnect_max = max(reconnect_min, reconnect_max)
         self._max_message_size = max_message_size
         self._ssl = config.ssl_context()
-        self._window = _Window(config.max_inflight)
+        self._window = Window(config.max_inflight)
         self._inbox: collections.deque[Received] = collections.deque()
         self._inbox_ready = asyncio.Event()
         self._inbox_room = asyncio.Event()
