@@ -154,9 +154,9 @@ def main(argv: Sequence[str]) -> int:
     args = list(argv)
     if "--simulate" in args:
         args.remove("--simulate")
-        from agent import simulator
+        from agent import simulator_cli
 
-        return simulator.main(args)
+        return simulator_cli.main(args)
     p = parser()
     parsed = p.parse_args(args)
     settings = settings_from(parsed, p)

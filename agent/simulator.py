@@ -20,26 +20,23 @@ Works, counters and the per-resource :class:`History` survive :meth:`SimulatedAg
 :meth:`SimulatedAgent.start`, so a stop/start is an agent restarting over a cluster that kept its works (with a
 clean or a persistent MQTT session, as the config's ``sessionExpiry`` says).
 
-Only the link and the protocol package are needed, so the simulator runs anywhere a broker is reachable.
+Only the link and the protocol package are needed, so the simulator runs anywhere a broker is reachable. The
+statuses it reports are built in :mod:`agent.simulated_status`; its command line is :mod:`agent.simulator_cli`.
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import collections
-import contextlib
 import dataclasses
-import json
-import logging
 import random
-from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
+from collections.abc import Callable
 from typing import Any
 
 from cloudevents.core.v1.event import CloudEvent
 
 from agent import link as agent_link
+from agent import simulated_status
 from protocol import mqtt, mqtt_config, payloads, statushash, types
 
 
@@ -194,7 +191,7 @@ class SimulatedAgent:
         spec or a delete.
         """
         bundle = bundle if bundle is not None else {"manifests": []}
-        status = _status(bundle, version=version, failed=False)
+        status = simulated_status.applied(bundle, version=version, failed=False)
         metadata = agent_link.default_metadata(resource_id)
         work = Work(resource_id, version, self.source, bundle, metadata, status)
         self.works[resource_id] = work
@@ -236,7 +233,7 @@ class SimulatedAgent:
         if self.delay > 0:
             await asyncio.sleep(self.delay)
         failed = self.failure_rate > 0 and self._random.random() < self.failure_rate
-        status = _status(spec.bundle, version=spec.version, failed=failed)
+        status = simulated_status.applied(spec.bundle, version=spec.version, failed=failed)
         work = Work(spec.resource_id, spec.version, spec.source, spec.bundle, spec.metadata, status)
         self.works[spec.resource_id] = work
         history.applied.append(spec.version)
@@ -247,8 +244,7 @@ class SimulatedAgent:
         await self._send_status(work, action=types.UPDATE_REQUEST)
 
     async def _delete(self, spec: agent_link.SpecEvent) -> None:
-        deleted = _condition("Deleted", "True", "ManifestsDeleted", "The manifests are deleted", spec.version, _now())
-        status = payloads.ManifestBundleStatus(conditions=[deleted], resourceStatus=[])
+        status = simulated_status.deleted(spec.version)
         known = self.works.pop(spec.resource_id, None)
         if known is None:
             gone = Work(spec.resource_id, spec.version, spec.source, {}, spec.metadata, status)
@@ -277,138 +273,3 @@ class SimulatedAgent:
             action=action,
             status_hash=work.status_hash,
         )
-
-
-def _now() -> str:
-    return types.format_timestamp(datetime.now(UTC).replace(microsecond=0))
-
-
-def _condition(
-    kind: str, status: payloads.ConditionStatus, reason: str, message: str, generation: int, when: str
-) -> payloads.Condition:
-    return payloads.Condition(
-        type=kind,
-        status=status,
-        reason=reason,
-        message=message,
-        lastTransitionTime=when,
-        observedGeneration=generation,
-    )
-
-
-def _json_feedback(bundle: dict[str, Any], meta: dict[str, Any], replicas: object) -> list[payloads.FeedbackValue]:
-    """JsonRaw values for the manifest's ``JSONPaths`` feedback rules on ``.status``: a plausible object status
-    (for a workload, all replicas ready), as a real agent would read it from the cluster."""
-    simulated: dict[str, Any] = {"observedGeneration": 1}
-    if isinstance(replicas, int):
-        simulated |= {
-            "replicas": replicas,
-            "readyReplicas": replicas,
-            "availableReplicas": replicas,
-            "updatedReplicas": replicas,
-        }
-    out: list[payloads.FeedbackValue] = []
-    configs = bundle.get("manifestConfigs")
-    for config in configs if isinstance(configs, list) else []:
-        ident = config.get("resourceIdentifier") if isinstance(config, dict) else None
-        if (
-            not isinstance(ident, dict)
-            or ident.get("name") != meta.get("name")
-            or ident.get("namespace", "") != meta.get("namespace", "")
-        ):
-            continue
-        for rule in config.get("feedbackRules") or []:
-            for path in rule.get("jsonPaths") or [] if isinstance(rule, dict) else []:
-                if isinstance(path, dict) and path.get("path") == ".status":
-                    raw = json.dumps(simulated, separators=(",", ":"), sort_keys=True)
-                    out.append(
-                        {"name": str(path.get("name", "status")), "fieldValue": {"type": "JsonRaw", "jsonRaw": raw}}
-                    )
-    return out
-
-
-def _status(bundle: dict[str, Any], *, version: int, failed: bool) -> payloads.ManifestBundleStatus:
-    when = _now()
-    applied: payloads.ConditionStatus = "False" if failed else "True"
-    manifests = bundle.get("manifests")
-    resource_status: list[payloads.ManifestCondition] = []
-    for ordinal, manifest in enumerate(manifests if isinstance(manifests, list) else []):
-        if not isinstance(manifest, dict):
-            continue
-        api_version = str(manifest.get("apiVersion", ""))
-        group, _, api = api_version.rpartition("/")
-        kind = str(manifest.get("kind", ""))
-        meta = manifest.get("metadata") if isinstance(manifest.get("metadata"), dict) else {}
-        spec = manifest.get("spec") if isinstance(manifest.get("spec"), dict) else {}
-        replicas = spec.get("replicas") if isinstance(spec, dict) else None
-        feedback: list[payloads.FeedbackValue] = (
-            [{"name": "ReadyReplicas", "fieldValue": {"type": "Integer", "integer": replicas}}]
-            if isinstance(replicas, int) and not failed
-            else [{"name": "Simulated", "fieldValue": {"type": "String", "string": "failed" if failed else "ok"}}]
-        )
-        if not failed:
-            feedback += _json_feedback(bundle, meta or {}, replicas)
-        resource_status.append(
-            payloads.ManifestCondition(
-                resourceMeta=payloads.ResourceMeta(
-                    ordinal=ordinal,
-                    group=group,
-                    version=api,
-                    kind=kind,
-                    resource=kind.lower() + "s" if kind else "",
-                    name=str((meta or {}).get("name", "")),
-                    namespace=str((meta or {}).get("namespace", "")),
-                ),
-                statusFeedback=payloads.StatusFeedback(values=feedback),
-                conditions=[
-                    _condition("Applied", applied, "AppliedManifestComplete", "Apply manifest complete", version, when),
-                    _condition("Available", applied, "ResourceAvailable", "Resource is available", version, when),
-                    _condition("StatusFeedbackSynced", "True", "StatusFeedbackSynced", "", version, when),
-                ],
-            )
-        )
-    if failed:
-        conditions = [
-            _condition("Applied", "False", "AppliedManifestWorkFailed", "Simulated apply failure", version, when),
-            _condition("Available", "Unknown", "ResourcesNotAvailable", "Not applied", version, when),
-        ]
-    else:
-        conditions = [
-            _condition("Applied", "True", "AppliedManifestWorkComplete", "Apply manifest work complete", version, when),
-            _condition("Available", "True", "ResourcesAvailable", "All resources are available", version, when),
-        ]
-    return payloads.ManifestBundleStatus(conditions=conditions, resourceStatus=resource_status)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``maestro agent --simulate``: run one simulated agent until interrupted."""
-    parser = argparse.ArgumentParser(prog="maestro agent --simulate", description=__doc__.split("\n")[0])
-    parser.add_argument("--consumer-name", "--consumer", dest="consumer", required=True)
-    parser.add_argument("--mqtt-config", "--message-broker-config-file", dest="mqtt_config", required=True)
-    parser.add_argument("--source", default="maestro", help="source id the resync is addressed to")
-    parser.add_argument("--client-id", default=None)
-    parser.add_argument("--delay", type=float, default=0.0, help="seconds to 'apply' each work")
-    parser.add_argument("--failure-rate", type=float, default=0.0, help="fraction of applies reported failed")
-    parser.add_argument("--seed", type=int, default=None)
-    parser.add_argument("--concurrency", type=int, default=16, help="spec events handled at once (per work in order)")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("gmqtt").setLevel(logging.WARNING)  # NB: it logs every packet at INFO.
-    config = mqtt_config.load(args.mqtt_config)
-    agent = SimulatedAgent(
-        consumer=args.consumer,
-        config=config,
-        source=args.source,
-        client_id=args.client_id,
-        delay=args.delay,
-        failure_rate=args.failure_rate,
-        seed=args.seed,
-        concurrency=args.concurrency,
-    )
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(agent.run())
-    return 0
-
-
-if __name__ == "__main__":  # pragma: no cover
-    raise SystemExit(main())
