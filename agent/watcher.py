@@ -11,14 +11,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 from collections.abc import Callable
 from typing import Any
 
 from agent import works
 from agent.kube import Kind, Kube, KubeError
+from protocol.backoff import Backoff
 
 logger = logging.getLogger(__name__)
+
+#: A broken watch is re-listed after 1 s, 2 s, 4 s ... at most 30 s.
+RETRY = Backoff(min=1.0, max=30.0)
 
 Key = tuple[str, str, str]  # kind path, namespace, name
 
@@ -115,7 +118,7 @@ class Watcher:
                 logger.warning("watch of %s broke: %r", path, exc)
             if failures:
                 self._healthy[path] = False
-                await asyncio.sleep(min(30.0, 0.5 * 2**failures) * random.uniform(0.5, 1.0))
+                await asyncio.sleep(RETRY.delay(failures))
 
     async def _list(self, kind: Kind) -> str:
         path = kind.path()

@@ -33,7 +33,6 @@ import contextlib
 import dataclasses
 import itertools
 import logging
-import random
 from collections.abc import AsyncIterator, Iterable
 from types import TracebackType
 from typing import Any, Final
@@ -41,6 +40,7 @@ from typing import Any, Final
 import gmqtt
 from gmqtt.mqtt.constants import MQTTv50, MQTTv311
 
+from protocol.backoff import Backoff
 from protocol.cloudevents_mqtt import MQTTMessage
 from protocol.errors import (
     BrokerClosedError,
@@ -236,8 +236,7 @@ class Broker:
         self._inbox_size = max(1, inbox_size)
         self._publish_timeout = publish_timeout if publish_timeout is not None else config.dial_timeout
         self._first_connect_timeout = first_connect_timeout or config.dial_timeout
-        self._reconnect_min = reconnect_min
-        self._reconnect_max = max(reconnect_min, reconnect_max)
+        self._backoff = Backoff(min=reconnect_min, max=max(reconnect_min, reconnect_max))
         self._max_message_size = max_message_size
         self._ssl = config.ssl_context()
         self._window = Window(config.max_inflight)
@@ -524,10 +523,6 @@ class Broker:
             await self._inbox_room.wait()
         return _PUBACK_UNSPECIFIED_ERROR if self._closed else 0
 
-    def _backoff(self, attempt: int) -> float:
-        base: float = min(self._reconnect_max, self._reconnect_min * 2.0 ** min(attempt - 1, 30))
-        return base * (0.5 + random.random() / 2)
-
     async def _supervise(self) -> None:
         attempt = 0
         while not self._closed:
@@ -548,7 +543,7 @@ class Broker:
                     return
                 self._last_error = exc
                 attempt += 1
-                delay = self._backoff(attempt)
+                delay = self._backoff.delay(attempt)
                 logger.warning(
                     "MQTT %s: %s; retrying in %.1fs (attempt %d)",
                     self.client_id,
