@@ -65,9 +65,5 @@ async def stop(tasks: Iterable[asyncio.Task[Any]], *, timeout: float = 10.0) -> 
         return
     _, stuck = await asyncio.wait(pending, timeout=timeout)
     if stuck:
-        log.warning(
-            "%d task(s) did not stop within %.0fs: %s",
-            len(stuck),
-            timeout,
-            ", ".join(sorted(t.get_name() for t in stuck)),
-        )
+        names = ", ".join(sorted(t.get_name() for t in stuck))
+        log.warning("%d task(s) did not stop within %gs: %s", len(stuck), timeout, names)

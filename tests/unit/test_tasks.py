@@ -68,9 +68,11 @@ async def test_stop_waits_at_most_its_timeout_and_names_the_stuck(caplog: pytest
     polite = tasks.create_guarded_task(_forever(), name="polite")
     rude = tasks.create_guarded_task(stubborn(), name="stubborn")
     await asyncio.sleep(0)
-    await tasks.stop([polite, rude], timeout=0.1)
-    assert polite.cancelled()
-    assert not rude.done()
-    assert "1 task(s) did not stop within 0.1s: stubborn" in caplog.text
-    release.set()
-    await rude
+    try:
+        await tasks.stop([polite, rude], timeout=0.1)
+        assert polite.cancelled()
+        assert not rude.done()
+        assert "1 task(s) did not stop within 0.1s: stubborn" in caplog.text
+    finally:
+        release.set()
+        await rude
