@@ -10,7 +10,8 @@ Unavailable means the server cannot be reached or is not taking work: a refused 
 session (SQLSTATE class 08, ``ConnectionDoesNotExistError``), a server that is shutting down or starting
 (``57P01`` admin shutdown, ``57P02`` crash shutdown, ``57P03`` cannot connect now), no connection slot left
 (``53300`` too many connections, ``53000`` insufficient resources for a backend), and asyncpg's "the connection
-is closed" when the session died under a query. A timeout is not: it may be the caller's own.
+is closed" or "another operation is in progress" when the session died under or before a query. A timeout is
+not: it may be the caller's own.
 """
 
 from __future__ import annotations
@@ -32,6 +33,12 @@ def unavailable(exc: BaseException) -> bool:
         return state.startswith("08") or state in UNAVAILABLE_SQLSTATES
     if isinstance(exc, asyncpg.InterfaceError):
         return "closed" in str(exc)  # NB: "connection is closed", "connection was closed in the middle of operation"
+    if isinstance(exc, asyncpg.InternalClientError):
+        # NB: a pooled connection whose session the server ended while it sat idle (its FATAL "terminating
+        # connection" arrives unasked) is left consuming that error, and the next query on it fails with "cannot
+        # switch to state N; another operation (2) is in progress". The hub never shares a connection between
+        # tasks, so in this hub that message means the lost session.
+        return "another operation" in str(exc)
     return isinstance(exc, OSError) and not isinstance(exc, TimeoutError)
 
 

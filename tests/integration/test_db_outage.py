@@ -14,7 +14,9 @@ What a user relies on while PostgreSQL is away and after it is back, with ``maes
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
+import json
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -86,7 +88,7 @@ async def hub(
         client_id=mqtt_names.client_id("hub"),
         log=tmp_path / "hub.log",
         # NB: no maintenance re-publish of the delete during the test: the held status is what must complete it.
-        args=("--heartbeat-interval", "1", "--delete-republish-interval", "3600"),
+        args=("--heartbeat-interval", "1", "--delete-republish-interval", "3600", "--maintenance-interval", "0.5"),
     )
     process.start()
     try:
@@ -94,6 +96,22 @@ async def hub(
         yield process
     finally:
         process.stop()
+
+
+async def read_until(api: httpx.AsyncClient, rid: str, into: collections.Counter[int], calm: asyncio.Event) -> None:
+    while not calm.is_set():
+        for response in (await api.get("/resources", params={"size": 1}), await api.get(f"/resources/{rid}")):
+            into[response.status_code] += 1
+        await asyncio.sleep(0.005)
+
+
+async def watch(api: httpx.AsyncClient, consumer: str, into: list[dict[str, Any]]) -> None:
+    params = {"watch": "true", "consumer_name": consumer}
+    async with api.stream("GET", "/resource-bundles", params=params, timeout=None) as response:
+        assert response.status_code == 200
+        async for line in response.aiter_lines():
+            if line.strip():
+                into.append(json.loads(line))
 
 
 def deleted_status() -> payloads.ManifestBundleStatus:
@@ -124,6 +142,8 @@ async def test_rest_503_one_log_line_held_delete_and_recovery(
     agent = simulated_agent(config, source=mqtt_names.source, consumer=consumer, client_id=mqtt_names.client_id("a"))
     async with agent, httpx.AsyncClient(base_url=hub.api, timeout=30) as api:
         assert (await api.post("/consumers", json={"name": consumer})).status_code == 201
+        watched: list[dict[str, Any]] = []
+        watcher = asyncio.create_task(watch(api, consumer, watched))
         doomed = (await api.post("/resources", json={"consumer_name": consumer, "manifest": configmap("a")})).json()
         await agent.wait_until(lambda: 1 in applied(agent, doomed["id"]), timeout=30)
 
@@ -132,6 +152,10 @@ async def test_rest_503_one_log_line_held_delete_and_recovery(
         assert (await api.delete(f"/resources/{doomed['id']}")).status_code == 204
         await agent.wait_until(lambda: agent.history[doomed["id"]].deletes >= 1, timeout=30)
 
+        # Reads keep arriving from four clients while PostgreSQL stops and starts: never a 500.
+        background: collections.Counter[int] = collections.Counter()
+        calm = asyncio.Event()
+        readers = [asyncio.create_task(read_until(api, doomed["id"], background, calm)) for _ in range(4)]
         await asyncio.to_thread(cluster.stop)
         retried = {"id": str(uuid.uuid4()), "consumer_name": consumer, "manifest": configmap("b")}
         failed = 0
@@ -170,6 +194,19 @@ async def test_rest_503_one_log_line_held_delete_and_recovery(
             return (await api.get(f"/resources/{doomed['id']}")).status_code == 404
 
         await eventually(gone, timeout=60)
+        calm.set()
+        await asyncio.gather(*readers)
+        assert set(background) <= {200, 404, 503}, background
+        assert background[503] > 0, background
+
+        # A status watch opened before the outage waited it out and reports the delete.
+        async def reported() -> bool:
+            return any(e["type"] == "StatusDelete" and e["object"]["id"] == doomed["id"] for e in watched)
+
+        await eventually(reported, timeout=30)
+        watcher.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await watcher
 
         agent.report_status = True
         # The create whose 503 the client saw is retried with the same id; its repeat returns the same resource.
@@ -190,6 +227,8 @@ async def test_rest_503_one_log_line_held_delete_and_recovery(
     assert "Traceback" not in log, log
     assert "Unspecified error" not in log, log
     assert "failed to handle agent event" not in log, log
+    assert "maintenance round failed" not in log, log
+    assert "dispatch sweep failed" not in log, log
 
 
 # -- in-process: the REST app and the status ingest over a database that goes away -----------------------------

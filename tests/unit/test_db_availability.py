@@ -23,6 +23,7 @@ from server.store import availability
         asyncpg.ConnectionDoesNotExistError("connection was closed in the middle of operation"),
         asyncpg.ConnectionFailureError("connection failure"),
         asyncpg.InterfaceError("cannot call Transaction.__aexit__(): the underlying connection is closed"),
+        asyncpg.InternalClientError("cannot switch to state 12; another operation (2) is in progress"),
     ],
 )
 def test_unavailable(exc: BaseException) -> None:
@@ -38,6 +39,7 @@ def test_unavailable(exc: BaseException) -> None:
         asyncpg.PostgresSyntaxError("syntax"),
         asyncpg.QueryCanceledError("statement timeout"),
         asyncpg.InterfaceError("cannot perform operation: another operation is in progress"),
+        asyncpg.InternalClientError("unexpected"),
     ],
 )
 def test_not_unavailable(exc: BaseException) -> None:
