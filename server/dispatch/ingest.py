@@ -113,7 +113,7 @@ class Ingest:
         self.retry_max = retry_max
         self._let_go: set[str] = set()
         """Consumers of held statuses dropped for the limit: asked for a status resync once the database is back."""
-        self._held_resyncs: dict[str, CloudEvent] = {}
+        self.held_resyncs: dict[str, CloudEvent] = {}
         """Agents' spec resync requests that arrived while the database was unavailable, by consumer (the newest)."""
         self._holding = asyncio.Event()
         self.concurrency = max(1, concurrency)
@@ -189,7 +189,7 @@ class Ingest:
             try:
                 await self.spec_resync(parts.consumer, event)
             except DatabaseUnavailable:
-                self._held_resyncs[parts.consumer] = event  # NB: the agent asks once per connect: answer it later.
+                self.held_resyncs[parts.consumer] = event  # NB: the agent asks once per connect: answer it later.
                 self._holding.set()
                 return "held"
             return "resynced"
@@ -332,14 +332,14 @@ class Ingest:
                 del self.held[rid]
             metrics.STATUS_HELD.set(len(self.held))
             log.debug("held status of resource %s on consumer %s: %s", rid, report.consumer, outcome)
-        for consumer in list(self._held_resyncs):
+        for consumer in list(self.held_resyncs):
             try:
-                await self.spec_resync(consumer, self._held_resyncs[consumer])
+                await self.spec_resync(consumer, self.held_resyncs[consumer])
             except DatabaseUnavailable:
                 return False
             except Exception as exc:  # NB: the agent asks again on its next connect.
                 log.warning("held spec resync of consumer %s failed: %r", consumer, exc)
-            self._held_resyncs.pop(consumer, None)
+            self.held_resyncs.pop(consumer, None)
         if self._let_go:
             consumers, self._let_go = sorted(self._let_go), set()
             try:
@@ -356,7 +356,7 @@ class Ingest:
                 return False
             except Exception as exc:  # NB: the next broker link resyncs every consumer anyway.
                 log.warning("status resync of consumers with statuses let go failed: %r", exc)
-        return not self.held and not self._held_resyncs
+        return not self.held and not self.held_resyncs
 
     # --- spec resync -----------------------------------------------------------------------------------------
 

@@ -27,7 +27,7 @@ import httpx
 import psycopg
 import pytest
 
-from protocol import payloads
+from protocol import mqtt, payloads, topics
 from server import errors, migrate
 from server.store import db as store_db
 from tests.fixtures.mosquitto import MosquittoServer, MQTTNames
@@ -316,3 +316,98 @@ class _NoPublisher:
 
     async def publish(self, topic: str, message: Any, *, qos: int | None = None, timeout: float | None = None) -> Any:
         raise AssertionError("nothing is published here")
+
+
+async def test_an_agent_spec_resync_during_an_outage_is_answered_when_the_database_is_back(
+    cluster: Cluster, outage_database: databases.Database, mosquitto: MosquittoServer, mqtt_names: MQTTNames
+) -> None:
+    """An agent that (re)connects while PostgreSQL is down asks for its specs once: the answer must come later."""
+    from server.dispatch import ingest
+    from server.services import consumers, resources
+
+    source, consumer = mqtt_names.source, mqtt_names.consumer
+    await consumers.create(outage_database, {"name": consumer})
+    rid = (
+        await resources.create_single(
+            outage_database, {"consumer_name": consumer, "manifest": configmap("a")}, source=source
+        )
+    ).row.id
+    broker = mqtt.Broker(
+        mosquitto.config(source=source),
+        client_id=mqtt_names.client_id("hub"),
+        subscriptions=[topics.server_subscription(source)],
+    )
+    await broker.start()
+    pattern = f"sources/{source}/consumers/+/sourceevents"
+    hub = ingest.Ingest(outage_database, broker, source_id=source, source_events=pattern, retry_min=0.05, retry_max=0.5)
+    running = asyncio.create_task(hub.run(broker.messages()))
+    config = mosquitto.config(source=source, consumer=consumer)
+    agent = simulated_agent(config, source=source, consumer=consumer, client_id=mqtt_names.client_id("a"))
+    try:
+        await asyncio.to_thread(cluster.stop)
+        async with agent:  # NB: no dispatcher runs: only the answer to this spec resync can bring the resource.
+
+            async def held() -> bool:
+                return consumer in hub.held_resyncs
+
+            await eventually(held, timeout=30)
+            assert applied(agent, rid) == []
+            await asyncio.to_thread(cluster.start)
+            await agent.wait_until(lambda: 1 in applied(agent, rid), timeout=30)
+        assert hub.held_resyncs == {}
+    finally:
+        running.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await running
+        await broker.close()
+
+
+class _Recorder:
+    binary_mode = True
+
+    def __init__(self) -> None:
+        self.topics: list[str] = []
+
+    async def publish(self, topic: str, message: Any, *, qos: int | None = None, timeout: float | None = None) -> Any:
+        self.topics.append(topic)
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        done.set_result(None)
+        return done
+
+
+async def test_statuses_let_go_over_the_limit_get_their_consumer_a_status_resync(
+    outage_database: databases.Database,
+) -> None:
+    """Past the hold limit the oldest held status is let go; its consumer is asked to resend once statuses store."""
+    from server.dispatch import ingest
+    from server.services import consumers, resources
+
+    rows = {}
+    for name in ("c1", "c2"):
+        await consumers.create(outage_database, {"name": name})
+        body = {"consumer_name": name, "manifest": configmap("a")}
+        rows[name] = (await resources.create_single(outage_database, body, source="s")).row
+    published = _Recorder()
+    hub = ingest.Ingest(
+        outage_database, published, source_id="s", source_events="sources/s/consumers/+/sourceevents", hold_limit=1
+    )
+
+    def report(consumer: str) -> ingest.StatusReport:
+        return ingest.StatusReport(
+            consumer=consumer,
+            resource_id=rows[consumer].id,
+            version=1,
+            sequence_id="1",
+            status_hash=f"h-{consumer}",
+            conditions=[{"type": "Applied", "status": "True"}],
+            resource_status=[],
+        )
+
+    hub.hold(report("c1"))
+    hub.hold(report("c2"))  # over the limit of one: c1's is let go
+    assert list(hub.held) == [rows["c2"].id]
+    assert await hub._store_held()
+    assert hub.held == {}
+    assert (await resources.get(outage_database, rows["c2"].id)).status is not None
+    assert (await resources.get(outage_database, rows["c1"].id)).status is None
+    assert published.topics == ["sources/s/consumers/c1/sourceevents"]
