@@ -149,7 +149,8 @@ class Ingest:
             retries.cancel()
 
     async def handle(self, received: Received) -> str:
-        """Handle one message; returns ``"accepted"``, ``"resynced"`` or the drop reason. Never raises."""
+        """Handle one message; returns ``"accepted"``, ``"resynced"``, ``"held"`` (the database is unavailable: stored
+        or answered once it is back) or the drop reason. Never raises."""
         try:
             return await self._handle(received)
         except Drop as drop:
