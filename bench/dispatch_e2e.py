@@ -140,7 +140,7 @@ async def run(
 
     async def create(consumer: str, name: str) -> None:
         body = {"consumer_name": consumer, "manifest": {**manifest, "metadata": {"name": name, "namespace": "b"}}}
-        row = await resources.create_single(database, body, source=SOURCE)
+        row = (await resources.create_single(database, body, source=SOURCE)).row
         written[row.id] = time.time()
 
     hub_cpu, my_cpu = cpu_seconds(hub_pid), time.process_time()

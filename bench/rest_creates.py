@@ -104,13 +104,14 @@ class HubPorts:
 
 @contextlib.contextmanager
 def hub_process(
-    args: list[str], *, python: list[str] | None = None, ready_timeout: float = 60.0
+    args: list[str], *, python: list[str] | None = None, ready_timeout: float = 60.0, log: Path | None = None
 ) -> Iterator[tuple[subprocess.Popen[bytes], HubPorts]]:
     """``maestro server <args>`` on free 127.0.0.1 ports (gRPC off, embedded broker on a free port unless ``args``
-    configure one), until its ``/healthcheck`` is ready; SIGTERM on exit (a graceful stop, so cProfile writes)."""
+    configure one), until its ``/healthcheck`` is ready; SIGTERM on exit (a graceful stop, so cProfile writes).
+    Its output goes to ``log`` when given (later ``args`` win, e.g. ``--log-level info``)."""
     ports = HubPorts(rest=free_port(), health=free_port(), metrics=free_port())
     cmd = [
-        *(python or [sys.executable]), "-m", "server.cli", "server", *args,
+        *(python or [sys.executable]), "-m", "server.cli", "server",
         "--disable-auth",
         "--no-enable-grpc-server",
         "--embedded-mqtt-port", str(free_port()),
@@ -118,8 +119,10 @@ def hub_process(
         "--health-check-server-bindport", str(ports.health),
         "--metrics-server-bindport", str(ports.metrics),
         "--log-level", "warning",
+        *args,
     ]  # fmt: skip
-    proc = subprocess.Popen(cmd, cwd=ROOT)
+    out = log.open("ab") if log is not None else None
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT if out else None)
     try:
         deadline = time.monotonic() + ready_timeout
         while True:
@@ -139,6 +142,8 @@ def hub_process(
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+        if out is not None:
+            out.close()
 
 
 @contextlib.contextmanager

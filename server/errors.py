@@ -10,6 +10,7 @@ Endpoints and services raise; ``server.http.errors`` turns any of these into
     ├── NotFound (7, 404)
     ├── ValidationError (8, 400)      a well-formed body with bad values; lists every field error
     ├── GeneralError (9, 500)
+    │   └── DatabaseUnavailable (9, 503)    PostgreSQL cannot be reached now; retry (see server.store.availability)
     ├── MethodNotAllowed (10, 405)
     ├── Unauthenticated (15, 401)
     ├── MalformedRequest (17, 400)    not JSON, wrong top-level type, too large
@@ -71,6 +72,15 @@ class ValidationError(ServiceError):
 
 class GeneralError(ServiceError):
     code, status, default_reason = 9, 500, "Unspecified error"
+
+
+class DatabaseUnavailable(GeneralError):
+    """The database cannot be reached (down, restarting, out of connections): retry later. A write whose
+    connection dropped during its commit may have been applied: retry it idempotently (a create with the same id
+    returns what the first one created). Upstream has no code of its own for it: a general error, with the status
+    that says "retry"."""
+
+    code, status, default_reason = 9, 503, "The database is unavailable; retry later"
 
 
 class MethodNotAllowed(ServiceError):

@@ -10,16 +10,21 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from server.errors import DatabaseUnavailable
+
 Readiness = Callable[[], Awaitable[bool]]
 
 
 def health_app(ready: Readiness) -> Starlette:
-    """``/healthcheck``: 200 when ``ready()`` (DB reachable, instance registered), 503 when not, 500 on error.
-    ``/livez``: 200 while the process serves requests; it never touches the database."""
+    """``/healthcheck``: 200 when ``ready()`` (DB reachable, instance registered), 503 when not (also while the
+    database is unavailable), 500 on any other error. ``/livez``: 200 while the process serves requests; it never
+    touches the database."""
 
     async def healthcheck(request: Request) -> Response:
         try:
             ok = await ready()
+        except DatabaseUnavailable:
+            return JSONResponse({"status": "not ready", "reason": "database unavailable"}, status_code=503)
         except Exception:
             return JSONResponse({"status": "error"}, status_code=500)
         return JSONResponse({"status": "ok"} if ok else {"status": "not ready"}, status_code=200 if ok else 503)

@@ -14,6 +14,12 @@ An accepted status is written in one transaction under the row lock: ``resources
 ``Deleted=True`` condition on a deleting resource completes the two-phase delete instead: a ``StatusDelete``
 event carrying the spec, and the row is removed.
 
+A status the hub cannot store because the database is unavailable is not dropped: it is held (the newest per
+resource, at most ``hold_limit`` in all) and stored again with capped, jittered backoff once the database answers;
+the store's checks (sequence id, version) then decide as if it had just arrived. A consumer whose held status had
+to be let go (more resources waiting than the limit) is sent a ``status.resync_request`` once the held statuses
+are stored, as after a broker reconnect (:mod:`server.dispatch.resync`).
+
 A ``spec.resync_request`` (an agent that (re)connected, listing what it has) is answered on the consumer's
 ``sourceevents`` topic with the current spec of every resource the agent lacks or has at an older version, a
 delete for every deleting resource, and a delete marker for every id the hub does not know — also when the
@@ -24,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -34,7 +41,8 @@ from cloudevents.core.v1.event import CloudEvent
 from protocol import cloudevents_mqtt, payloads, sequence, statushash, topics, types
 from protocol.errors import ProtocolError
 from protocol.mqtt import Received
-from server.dispatch import guard, metrics, wire
+from server.dispatch import guard, metrics, resync, wire
+from server.errors import DatabaseUnavailable
 from server.store import logs, resources, status
 from server.store.db import connection, transaction
 from server.store.rows import ResourceRow
@@ -93,8 +101,21 @@ class Ingest:
         publish_timeout: float = 30.0,
         owns: Callable[[str], bool] | None = None,
         concurrency: int = 8,
+        hold_limit: int = 10_000,
+        retry_min: float = 0.5,
+        retry_max: float = 30.0,
     ) -> None:
         self.database = database
+        self.held: dict[str, StatusReport] = {}
+        """Statuses not stored because the database was unavailable, by resource id (the newest wins)."""
+        self.hold_limit = max(1, hold_limit)
+        self.retry_min = retry_min
+        self.retry_max = retry_max
+        self._let_go: set[str] = set()
+        """Consumers of held statuses dropped for the limit: asked for a status resync once the database is back."""
+        self.held_resyncs: dict[str, CloudEvent] = {}
+        """Agents' spec resync requests that arrived while the database was unavailable, by consumer (the newest)."""
+        self._holding = asyncio.Event()
         self.concurrency = max(1, concurrency)
         """Messages handled at once: each status is a transaction of a few round trips, one at a time caps
         ingest at a few hundred per second. Messages of one resource stay in order (one worker per resource)."""
@@ -118,21 +139,28 @@ class Ingest:
         async with asyncio.TaskGroup() as group:
             for n, queue in enumerate(queues):
                 group.create_task(worker(queue), name=f"ingest:worker-{n}")
+            retries = group.create_task(self.retry_held(), name="ingest:retry-held")
             async for received in messages:
                 # NB: a full queue blocks this loop, so the broker's inbox (and its PUBACK window) still bounds
                 # what the hub holds.
                 await queues[hash(_shard_key(received)) % len(queues)].put(received)
             for queue in queues:
                 await queue.put(None)
+            retries.cancel()
 
     async def handle(self, received: Received) -> str:
-        """Handle one message; returns ``"accepted"``, ``"resynced"`` or the drop reason. Never raises."""
+        """Handle one message; returns ``"accepted"``, ``"resynced"``, ``"held"`` (the database is unavailable: stored
+        or answered once it is back) or the drop reason. Never raises."""
         try:
             return await self._handle(received)
         except Drop as drop:
             metrics.STATUS_DROPPED.labels(drop.reason).inc()
             log.info("dropped agent event on %s: %s (%s)", received.topic, drop, drop.reason)
             return drop.reason
+        except DatabaseUnavailable:
+            metrics.STATUS_DROPPED.labels("database_unavailable").inc()
+            log.debug("agent event on %s not handled: the database is unavailable", received.topic)
+            return "database_unavailable"
         except Exception:
             metrics.STATUS_DROPPED.labels("error").inc()
             log.exception("failed to handle agent event on %s", received.topic)
@@ -159,11 +187,20 @@ class Ingest:
         if kind.data_type != types.MANIFESTBUNDLE_DATA_TYPE:
             raise Drop("unsupported_type", f"data type {kind.data_type!r}")
         if kind.subresource == types.SPEC and kind.action == types.RESYNC_REQUEST:
-            await self.spec_resync(parts.consumer, event)
+            try:
+                await self.spec_resync(parts.consumer, event)
+            except DatabaseUnavailable:
+                self.held_resyncs[parts.consumer] = event  # NB: the agent asks once per connect: answer it later.
+                self._holding.set()
+                return "held"
             return "resynced"
         if kind.subresource == types.STATUS and kind.action in STATUS_ACTIONS:
             report = self.decode_status(parts.consumer, event)
-            await guard.finish(self.store_status(report))
+            try:
+                await guard.finish(self.store_status(report))
+            except DatabaseUnavailable:
+                self.hold(report)
+                return "held"
             return "accepted"
         raise Drop("unsupported_type", f"unexpected event type {event.get_type()!r}")
 
@@ -245,6 +282,82 @@ class Ingest:
         log.info(
             "status of resource %s on consumer %s (version %d) stored", target.id, target.consumer_name, target.version
         )
+
+    # --- statuses held through a database outage ----------------------------------------------------------------
+
+    def hold(self, report: StatusReport) -> None:
+        """Keep ``report`` for :meth:`retry_held`; over the limit, the oldest held one is let go (its consumer is
+        asked for a status resync later)."""
+        self.held.pop(report.resource_id, None)  # NB: re-inserted last: the dict's order is the order of arrival.
+        if len(self.held) >= self.hold_limit:
+            oldest = next(iter(self.held))
+            self._let_go.add(self.held.pop(oldest).consumer)
+            metrics.STATUS_DROPPED.labels("held_over_limit").inc()
+        self.held[report.resource_id] = report
+        metrics.STATUS_HELD.set(len(self.held))
+        log.debug("status of resource %s held: the database is unavailable", report.resource_id)
+        self._holding.set()
+
+    async def retry_held(self) -> None:
+        """Until cancelled: store the held statuses, with capped, jittered backoff while the database is away;
+        then ask the consumers whose statuses were let go for a status resync."""
+        attempt = 0
+        while True:
+            await self._holding.wait()
+            attempt += 1
+            delay = min(self.retry_max, self.retry_min * 2 ** min(attempt - 1, 20)) * (0.5 + random.random() / 2)
+            await asyncio.sleep(delay)
+            if await self._store_held():
+                attempt = 0
+                self._holding.clear()
+
+    async def _store_held(self) -> bool:
+        """One pass over the held statuses; false if the database is still unavailable."""
+        for rid in list(self.held):
+            report = self.held.get(rid)
+            if report is None:
+                continue
+            try:
+                await guard.finish(self.store_status(report))
+                outcome = "accepted"
+            except DatabaseUnavailable:
+                return False
+            except Drop as drop:
+                metrics.STATUS_DROPPED.labels(drop.reason).inc()
+                outcome = drop.reason
+            except Exception:
+                metrics.STATUS_DROPPED.labels("error").inc()
+                log.exception("failed to store the held status of resource %s", rid)
+                outcome = "error"
+            if self.held.get(rid) is report:  # NB: a newer one arriving meanwhile stays held.
+                del self.held[rid]
+            metrics.STATUS_HELD.set(len(self.held))
+            log.debug("held status of resource %s on consumer %s: %s", rid, report.consumer, outcome)
+        for consumer in list(self.held_resyncs):
+            try:
+                await self.spec_resync(consumer, self.held_resyncs[consumer])
+            except DatabaseUnavailable:
+                return False
+            except Exception as exc:  # NB: the agent asks again on its next connect.
+                log.warning("held spec resync of consumer %s failed: %r", consumer, exc)
+            self.held_resyncs.pop(consumer, None)
+        if self._let_go:
+            consumers, self._let_go = sorted(self._let_go), set()
+            try:
+                await resync.status_resync(
+                    self.database,
+                    self.publisher,
+                    source_id=self.source_id,
+                    source_events=self.source_events,
+                    consumers=consumers,
+                    publish_timeout=self.publish_timeout,
+                )
+            except DatabaseUnavailable:
+                self._let_go.update(consumers)
+                return False
+            except Exception as exc:  # NB: the next broker link resyncs every consumer anyway.
+                log.warning("status resync of consumers with statuses let go failed: %r", exc)
+        return not self.held and not self.held_resyncs
 
     # --- spec resync -----------------------------------------------------------------------------------------
 

@@ -27,6 +27,7 @@ from collections.abc import Callable, Iterable
 import databases
 
 from server.dispatch import metrics
+from server.errors import DatabaseUnavailable
 from server.store import consumers, instances
 from server.store.db import connection, transaction
 
@@ -126,6 +127,8 @@ class Registry:
             while True:
                 try:
                     await self.beat()
+                except DatabaseUnavailable:
+                    log.debug("heartbeat of %s skipped: the database is unavailable", self.id)
                 except Exception as exc:  # NB: the database may be away for a while; keep beating
                     log.warning("heartbeat of %s failed: %r", self.id, exc)
                 with contextlib.suppress(TimeoutError):

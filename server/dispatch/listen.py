@@ -16,6 +16,8 @@ from typing import Any
 
 import asyncpg
 
+from server.store import availability
+
 log = logging.getLogger(__name__)
 
 
@@ -60,7 +62,9 @@ async def listen(
         except Exception as exc:
             attempt += 1
             delay = min(backoff_max, backoff_min * 2 ** min(attempt, 20)) * (0.5 + random.random() / 2)
-            log.warning("LISTEN %r failed (%r); reconnecting in %.1fs (attempt %d)", channel, exc, delay, attempt)
+            # NB: an outage is logged once, by server.store.availability (the pool sees it too).
+            level = logging.DEBUG if availability.unavailable(exc) else logging.WARNING
+            log.log(level, "LISTEN %r failed (%r); reconnecting in %.1fs (attempt %d)", channel, exc, delay, attempt)
             await asyncio.sleep(delay)
         finally:
             if conn is not None and not conn.is_closed():

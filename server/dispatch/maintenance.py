@@ -28,6 +28,7 @@ from datetime import UTC, datetime
 import databases
 
 from server.dispatch import guard, metrics
+from server.errors import DatabaseUnavailable
 from server.store import logs, maintenance, resources
 from server.store.db import connection, transaction
 
@@ -62,6 +63,8 @@ class Maintenance:
             await asyncio.sleep(self.interval * (0.75 + random.random() / 2))
             try:
                 await self.once()
+            except DatabaseUnavailable:
+                log.debug("maintenance round skipped: the database is unavailable")  # NB: logged once elsewhere.
             except Exception as exc:  # NB: a failed round is retried at the next one.
                 log.warning("maintenance round failed: %r", exc)
 

@@ -16,6 +16,7 @@ SPEC_LATENCY = Histogram(
 QUEUED = Gauge("maestro_dispatch_queued_resources", "dirty resources queued in this dispatcher")
 STATUS_ACCEPTED = Counter("maestro_status_accepted", "agent status events stored", ["kind"])
 STATUS_DROPPED = Counter("maestro_status_dropped", "agent events dropped by the status ingest", ["reason"])
+STATUS_HELD = Gauge("maestro_status_held", "agent statuses held while the database is unavailable, to store later")
 RESYNC_SENT = Counter("maestro_resync_events_sent", "resync events sent to agents", ["kind"])
 NOT_OWNER = Counter("maestro_status_not_owner", "agent events left to the consumer's owner (broadcast subscriptions)")
 UNDELIVERED_REPUBLISHED = Counter(

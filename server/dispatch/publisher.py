@@ -35,11 +35,15 @@ import databases
 from protocol import types
 from protocol.errors import BrokerError, MaestroProtocolException
 from server.dispatch import guard, listen, metrics, wire
+from server.errors import DatabaseUnavailable
 from server.store import logs, outbox, resources
 from server.store.db import connection, transaction
 from server.store.rows import ResourceRow
 
 log = logging.getLogger(__name__)
+
+UNAVAILABLE = "database_unavailable"
+"""The reason of a batch that failed because the database is away (retried like any other, logged once)."""
 
 
 @dataclasses.dataclass
@@ -136,7 +140,9 @@ class Dispatcher:
             except Exception as exc:
                 failures += 1
                 delay = self._delay(failures)
-                log.warning("dispatch sweep failed (%r); retrying in %.1fs", exc, delay)
+                # NB: an outage is logged once, by server.store.availability.
+                level = logging.DEBUG if isinstance(exc, DatabaseUnavailable) else logging.WARNING
+                log.log(level, "dispatch sweep failed (%r); retrying in %.1fs", exc, delay)
                 await asyncio.sleep(delay)
                 self.wake.set()
 
@@ -229,6 +235,8 @@ class Dispatcher:
             queue, batch = taken
             try:
                 outcomes = await self._publish_batch(queue.name, batch)
+            except DatabaseUnavailable:
+                outcomes = [_Outcome(item, ok=False, reason=UNAVAILABLE) for item in batch]
             except Exception as exc:
                 log.warning("dispatch batch for consumer %s failed: %r", queue.name, exc)
                 outcomes = [_Outcome(item, ok=False, reason="internal") for item in batch]
@@ -250,7 +258,8 @@ class Dispatcher:
         delay = self._delay(item.attempts)
         item.not_before = time.monotonic() + delay
         metrics.SPEC_PUBLISH_ERRORS.labels(outcome.reason or "publish").inc()
-        log.warning(
+        log.log(
+            logging.DEBUG if outcome.reason == UNAVAILABLE else logging.WARNING,
             "publishing resource %s to consumer %s failed (%s, attempt %d); retrying in %.1fs",
             item.resource_id,
             queue.name,

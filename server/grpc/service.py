@@ -42,6 +42,8 @@ QUEUE_SIZE = 100
 
 
 def _code(exc: errors.ServiceError, *, creating: bool) -> grpc.StatusCode:
+    if isinstance(exc, errors.DatabaseUnavailable):
+        return grpc.StatusCode.UNAVAILABLE  # NB: what gRPC clients retry.
     if isinstance(exc, errors.NotFound):
         return grpc.StatusCode.NOT_FOUND
     if isinstance(exc, errors.Conflict):

@@ -11,6 +11,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.types import ExceptionHandler
 
 from server import errors
+from server.store import availability
 
 log = logging.getLogger(__name__)
 
@@ -27,11 +28,24 @@ def render(request: Request, code: int, status: int, reason: str) -> JSONRespons
     return JSONResponse(errors.body(code, reason, op), status_code=status, headers=headers)
 
 
+RETRY_AFTER = "1"
+"""Seconds a client is asked to wait before retrying while the database is unavailable."""
+
+
 async def service_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, errors.ServiceError)
+    if isinstance(exc, errors.DatabaseUnavailable):
+        return unavailable(request)
     if exc.status >= 500:
         log.error("%s %s failed: %s", request.method, request.url.path, exc.reason)
     return render(request, exc.code, exc.status, exc.reason)
+
+
+def unavailable(request: Request) -> Response:
+    """503: not logged per request, :mod:`server.store.availability` logs the outage once."""
+    response = render(request, errors.DatabaseUnavailable.code, 503, errors.DatabaseUnavailable.default_reason)
+    response.headers["Retry-After"] = RETRY_AFTER
+    return response
 
 
 async def http_error(request: Request, exc: Exception) -> Response:
@@ -67,6 +81,9 @@ async def integrity_error(request: Request, exc: Exception) -> Response:
 
 
 async def unexpected_error(request: Request, exc: Exception) -> Response:
+    if availability.unavailable(exc):  # NB: a database error raised outside server.store.db's guard.
+        availability.STATE.failed(exc)
+        return unavailable(request)
     log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     return render(request, errors.GeneralError.code, 500, "Unspecified error")
 

@@ -94,6 +94,14 @@ DELETE_OPTION: Final = _delete_option(PROPAGATION_POLICIES)
 SINGLE_DELETE_OPTION: Final = _delete_option(("Foreground", "Orphan"))
 VERSION: Final = {"type": "integer", "minimum": 0, "maximum": MAX_VERSION}
 EMPTY_OR: Final = {"type": "string", "maxLength": 0}
+ID_FOR_CREATE: Final = {
+    "type": "string",
+    "nullable": True,
+    "anyOf": [EMPTY_OR, {"format": "uuid"}],
+    "description": "Chosen by the client to make the create idempotent: the same request again returns the"
+    " resource the first one created (200); a different one under this id is a 409. Empty or absent: the hub"
+    " picks one.",
+}
 # Read-only fields of a resource the server tolerates (and ignores) in a request, so a GET body can be sent back.
 ECHOED: Final = {"href": STR, "status": {}, "created_at": {}, "updated_at": {}, "deleted_at": {}}
 
@@ -173,7 +181,7 @@ SCHEMAS: Final[dict[str, Any]] = {
             "manifest": MANIFEST,
             "update_strategy": {**UPDATE_STRATEGY, "nullable": True},
             "delete_option": {**SINGLE_DELETE_OPTION, "nullable": True},
-            "id": {"type": "string", "nullable": True, "anyOf": [EMPTY_OR, {"format": "uuid"}]},
+            "id": ID_FOR_CREATE,
             "kind": {"type": "string", "enum": ["Resource"], "nullable": True},
             **ECHOED,
         },
@@ -215,7 +223,7 @@ SCHEMAS: Final[dict[str, Any]] = {
     ),
     "ResourceBundleCreate": _obj(
         {
-            "id": {"type": "string", "nullable": True, "anyOf": [EMPTY_OR, {"format": "uuid"}]},
+            "id": ID_FOR_CREATE,
             "kind": {"type": "string", "enum": ["ResourceBundle"], "nullable": True},
             **ECHOED,
             "name": {"type": "string", "pattern": r"^$|" + SUBDOMAIN, "maxLength": 253, "nullable": True},
@@ -273,6 +281,9 @@ LIST_PARAMS: Final = [
 ID_PARAM: Final = {"name": "id", "in": "path", "required": True, "schema": STR}
 
 
+REPEATED_CREATE: Final = "A create repeated with the same id and body: the resource the first one created"
+
+
 def _json(schema: dict[str, Any]) -> dict[str, Any]:
     return {"content": {"application/json": {"schema": schema}}}
 
@@ -285,8 +296,10 @@ def _errors(*codes: int) -> dict[str, Any]:
         404: "Not found",
         409: "Conflict",
         500: "Unexpected error",
+        503: "The database is unavailable: retry after Retry-After seconds (a create is safe to retry with the same"
+        " id)",
     }
-    return {str(c): {"description": texts[c], **_json(ref("Error"))} for c in (*codes, 401, 500)}
+    return {str(c): {"description": texts[c], **_json(ref("Error"))} for c in (*codes, 401, 500, 503)}
 
 
 def _op(
@@ -298,7 +311,9 @@ def _op(
     params: list[Any] | None = None,
     body: str | None = None,
     errors: tuple[int, ...] = (),
+    repeated: str | None = None,
 ) -> dict[str, Any]:
+    """``repeated``: the description of a 200 that an idempotent create answers when it was already done."""
     out: dict[str, Any] = {
         "operationId": op_id,
         "summary": summary,
@@ -308,6 +323,8 @@ def _op(
             **_errors(*errors),
         },
     }
+    if repeated and schema:
+        out["responses"]["200"] = {"description": repeated, **_json(ref(schema))}
     if body:
         out["requestBody"] = {"required": True, **_json(ref(body))}
         out["responses"].setdefault("400", {"description": "Bad request", **_json(ref("Error"))})
@@ -364,6 +381,7 @@ def document() -> dict[str, Any]:
                     "Resource",
                     body="ResourceCreate",
                     errors=(400, 409),
+                    repeated=REPEATED_CREATE,
                 ),
             },
             "/api/maestro/v1/resources/{id}": {
@@ -403,6 +421,7 @@ def document() -> dict[str, Any]:
                     "ResourceBundle",
                     body="ResourceBundleCreate",
                     errors=(400, 409),
+                    repeated=REPEATED_CREATE,
                 ),
             },
             "/api/maestro/v1/resource-bundles/{id}": {

@@ -20,8 +20,8 @@ async def list_bundles(request: Request) -> Response:
 
 async def create_bundle(request: Request) -> Response:
     body = await bodies.json_object(request)
-    row = await resources.create_bundle(state.database(request), body, source=state.settings(request).source_id)
-    return JSONResponse(presenters.bundle(row), status_code=201)
+    created = await resources.create_bundle(state.database(request), body, source=state.settings(request).source_id)
+    return JSONResponse(presenters.bundle(created.row), status_code=201 if created.new else 200)
 
 
 async def get_bundle(request: Request) -> Response:

@@ -19,8 +19,8 @@ async def list_resources(request: Request) -> Response:
 
 async def create_resource(request: Request) -> Response:
     body = await bodies.json_object(request)
-    row = await resources.create_single(state.database(request), body, source=state.settings(request).source_id)
-    return JSONResponse(presenters.resource(row), status_code=201)
+    created = await resources.create_single(state.database(request), body, source=state.settings(request).source_id)
+    return JSONResponse(presenters.resource(created.row), status_code=201 if created.new else 200)
 
 
 async def get_resource(request: Request) -> Response:

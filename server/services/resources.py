@@ -8,12 +8,17 @@ Versions: a row starts at 1 and increments only when the spec changes. A write c
 differs from the stored one is a conflict; version 0 means "don't check". Delete is two-phase: the row is marked
 ``deleted_at`` and a Delete event is appended; the agent's ``Deleted=True`` status removes it. A row being
 deleted refuses updates, and deleting it again changes nothing.
+
+Create is idempotent by id: a client that sets ``id`` (a UUID it chose) can retry a create whose answer it never
+got (a dropped connection, a 503) without making a second resource. If a resource with that id exists with the
+same name, consumer, source, type and spec, the create returns it (``new`` false: 200 instead of 201); otherwise
+it is a 409 that says what differs.
 """
 
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import asyncpg
@@ -165,28 +170,45 @@ def bundle_spec(body: dict[str, Any], problems: v.Problems, *, consumer_name: st
     )
 
 
+@dataclass(frozen=True)
+class Created:
+    row: ResourceRow
+    new: bool
+    """False when the create repeated one that had already succeeded (same id, same request)."""
+
+
 async def create(
     db: databases.Database, *, rid: str, name: str, source: str, type: ResourceType, spec: Spec
-) -> ResourceRow:
+) -> Created:
+    payload = spec.payload(rid)
     try:
         async with connection(db) as conn:  # NB: one statement writes the row, its event and the NOTIFY.
-            return await resources.insert(
-                conn,
-                id=rid,
-                name=name,
-                source=source,
-                consumer_name=spec.consumer_name,
-                type=type,
-                payload=spec.payload(rid),
+            row = await resources.insert(
+                conn, id=rid, name=name, source=source, consumer_name=spec.consumer_name, type=type, payload=payload
             )
+        return Created(row, new=True)
     except asyncpg.ForeignKeyViolationError:
         raise ValidationError(f"consumer_name: consumer {spec.consumer_name!r} does not exist") from None
-    except asyncpg.UniqueViolationError as exc:
-        what = "name" if "name" in (exc.constraint_name or "") else "id"
-        raise Conflict(f"a resource with this {what} already exists") from None
+    except asyncpg.UniqueViolationError:
+        pass
+    # NB: an identical retry collides on the id, and maybe first on the name (the same name): look at the id.
+    async with connection(db) as conn:
+        existing = await resources.get(conn, rid)
+    if existing is None:
+        raise Conflict("a resource with this name already exists")
+    wanted = {"name": name, "consumer_name": spec.consumer_name, "source": source, "type": type}
+    differs = [k for k, value in wanted.items() if getattr(existing, k) != value]
+    # NB: the payload names the consumer too (its namespace): a different consumer is not also a different spec.
+    if replace(spec, consumer_name=existing.consumer_name).payload(rid) != existing.payload:
+        differs.append("spec" if existing.version == 1 else f"spec (it was updated to version {existing.version})")
+    if differs:
+        raise Conflict(f"a resource with id {rid} already exists with a different {', '.join(differs)}")
+    if existing.deleted_at is not None:
+        raise Conflict(f"a resource with id {rid} already exists and is being deleted")
+    return Created(existing, new=False)
 
 
-async def create_single(db: databases.Database, body: dict[str, Any], *, source: str) -> ResourceRow:
+async def create_single(db: databases.Database, body: dict[str, Any], *, source: str) -> Created:
     problems = v.Problems()
     v.check_fields(body, SINGLE_FIELDS, problems)
     rid, name = _identity(body, problems, kind="Resource")
@@ -198,7 +220,7 @@ async def create_single(db: databases.Database, body: dict[str, Any], *, source:
     return await create(db, rid=rid, name=name, source=source, type="Single", spec=spec)
 
 
-async def create_bundle(db: databases.Database, body: dict[str, Any], *, source: str) -> ResourceRow:
+async def create_bundle(db: databases.Database, body: dict[str, Any], *, source: str) -> Created:
     problems = v.Problems()
     v.check_fields(body, BUNDLE_FIELDS, problems)
     rid, name = _identity(body, problems, kind="ResourceBundle")

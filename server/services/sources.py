@@ -91,7 +91,8 @@ async def publish(db: databases.Database, event: CloudEvent) -> ResourceRow | No
     rid, consumer, version = _identity(event)
     source = event.get_source()
     if kind.action == types.CREATE_REQUEST:
-        return await resources.create(db, rid=rid, name=rid, source=source, type="Bundle", spec=_spec(event, consumer))
+        spec = _spec(event, consumer)
+        return (await resources.create(db, rid=rid, name=rid, source=source, type="Bundle", spec=spec)).row
     if kind.action == types.UPDATE_REQUEST:
         spec = _spec(event, consumer)
 

@@ -17,6 +17,7 @@ from typing import Any
 
 import databases
 
+from server.errors import DatabaseUnavailable
 from server.store import logs, resources
 from server.store.db import connection
 from server.store.rows import ResourceRow
@@ -122,11 +123,16 @@ async def follow(
     source: str | None = None,
     consumer: str | None = None,
 ) -> AsyncIterator[StatusEvent]:
-    """Every status event after ``after``, forever: the log's backlog first, then new ones as they commit."""
+    """Every status event after ``after``, forever: the log's backlog first, then new ones as they commit. A
+    database outage is waited out (the cursor stays where it was, so nothing is missed)."""
     cursor = after
     while True:
         generation = feed.generation  # NB: taken before reading, so a commit during the read is not slept through.
-        batch, cursor = await read(db, cursor, source=source, consumer=consumer)
+        try:
+            batch, cursor = await read(db, cursor, source=source, consumer=consumer)
+        except DatabaseUnavailable:
+            await feed.wait(generation)
+            continue
         for event in batch:
             yield event
         if not batch:

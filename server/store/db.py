@@ -17,6 +17,8 @@ import asyncpg
 import databases
 
 from server import dsn
+from server.errors import DatabaseUnavailable
+from server.store import availability
 
 
 class Conn(Protocol):
@@ -50,6 +52,22 @@ def database(url: str, *, max_size: int = 50) -> databases.Database:
 
 
 @asynccontextmanager
+async def _reachable() -> AsyncIterator[None]:
+    """Turn a failure that means the database is away into :class:`DatabaseUnavailable` and keep the process's
+    view of it (:mod:`server.store.availability`) up to date."""
+    try:
+        yield
+    except DatabaseUnavailable:
+        raise
+    except Exception as exc:
+        if not availability.unavailable(exc):
+            raise
+        availability.STATE.failed(exc)
+        raise DatabaseUnavailable() from exc
+    availability.STATE.succeeded()
+
+
+@asynccontextmanager
 async def transaction(db: databases.Database) -> AsyncIterator[Conn]:
     """One transaction on one pooled connection; commits on exit, rolls back on error.
 
@@ -58,7 +76,7 @@ async def transaction(db: databases.Database) -> AsyncIterator[Conn]:
     a shutdown), which leaks the connection and hangs ``Database.disconnect()``. asyncpg's transaction holds no
     such reference, and the pool resets a connection released mid-transaction.
     """
-    async with db.connection() as connection:
+    async with _reachable(), db.connection() as connection:
         raw = connection.raw_connection
         async with raw.transaction():
             yield raw
@@ -67,5 +85,5 @@ async def transaction(db: databases.Database) -> AsyncIterator[Conn]:
 @asynccontextmanager
 async def connection(db: databases.Database) -> AsyncIterator[Conn]:
     """A pooled connection in autocommit mode, for reads."""
-    async with db.connection() as connection:
+    async with _reachable(), db.connection() as connection:
         yield connection.raw_connection

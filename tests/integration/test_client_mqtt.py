@@ -72,7 +72,7 @@ async def test_watch_shows_create_update_delete_in_order(
         async with agent:
             await eventually(hub.resynced)
             body = {"consumer_name": consumer, "manifest": configmap("1")}
-            rid = (await resources.create_single(database, body, source=source)).id
+            rid = (await resources.create_single(database, body, source=source)).row.id
             await eventually(lambda: _is(observed(database, rid), 1))
             await resources.patch_single(database, rid, {"version": 1, "manifest": configmap("2")})
             await eventually(lambda: _is(observed(database, rid), 2))

@@ -31,8 +31,7 @@ def configmap(name: str, value: str = "1") -> dict[str, Any]:
 
 async def create(database: databases.Database, consumer: str, name: str, *, source: str) -> str:
     body = {"consumer_name": consumer, "manifest": configmap(name)}
-    row = await resources.create_single(database, body, source=source)
-    return row.id
+    return (await resources.create_single(database, body, source=source)).row.id
 
 
 async def update(database: databases.Database, rid: str, value: str) -> None:

@@ -82,7 +82,7 @@ async def test_unacceptable_messages_are_dropped_counted_and_the_hub_keeps_servi
         await consumers.create(database, {"name": name})
     rid_b = (
         await resources.create_single(database, {"consumer_name": "cluster-b", "manifest": configmap("b")}, source=src)
-    ).id
+    ).row.id
     topic_a = topics.agent_events(src, "cluster-a")
     topic_b = topics.agent_events(src, "cluster-b")
     gen = sequence.SequenceGenerator()

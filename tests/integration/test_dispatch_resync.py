@@ -50,7 +50,7 @@ async def test_agent_offline_converges_on_reconnect(
         ids = []
         for n in range(4):
             body = {"consumer_name": consumer, "manifest": configmap(f"cm{n}")}
-            ids.append((await resources.create_single(database, body, source=mqtt_names.source)).id)
+            ids.append((await resources.create_single(database, body, source=mqtt_names.source)).row.id)
         r_update, r_delete, r_vanish, r_keep = ids
         await agent.wait_until(lambda: {rid for rid, h in agent.history.items() if h.applied} == set(ids), timeout=20)
     finally:
@@ -61,7 +61,7 @@ async def test_agent_offline_converges_on_reconnect(
         await resources.patch_single(database, r_update, {"version": 0, "manifest": configmap("cm0", value)})
     assert await resources.mark_deleting(database, r_delete)
     body = {"consumer_name": consumer, "manifest": configmap("cm-new")}
-    r_new = (await resources.create_single(database, body, source=mqtt_names.source)).id
+    r_new = (await resources.create_single(database, body, source=mqtt_names.source)).row.id
     async with store_db.transaction(database) as conn:
         await conn.execute("DELETE FROM resources WHERE id = $1", r_vanish)
 
@@ -129,7 +129,7 @@ async def test_hub_reconnect_asks_agents_for_status(
     await hub.start()
     try:
         body = {"consumer_name": consumer, "manifest": configmap("cm")}
-        rid = (await resources.create_single(database, body, source=mqtt_names.source)).id
+        rid = (await resources.create_single(database, body, source=mqtt_names.source)).row.id
         await agent.wait_until(lambda: 1 in applied(agent, rid), timeout=20)
         assert (await rows(database))[rid]["status"] is None
         agent.report_status = True

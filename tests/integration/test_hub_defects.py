@@ -143,9 +143,11 @@ async def test_rest_watch_keeps_a_slow_reader(
 ) -> None:
     monkeypatch.setattr(http_watch, "KEEPALIVE_SECONDS", 0.2)
     await consumers.create(database, {"name": "slow"})
-    bundle = await resources.create_bundle(
-        database, {"consumer_name": "slow", "manifests": [configmap("cm")]}, source="maestro"
-    )
+    bundle = (
+        await resources.create_bundle(
+            database, {"consumer_name": "slow", "manifests": [configmap("cm")]}, source="maestro"
+        )
+    ).row
     app = create_app(
         Settings(db_url=db_url, disable_auth=True), database=database, feed=watch.StatusFeed(poll_interval=0.1)
     )
@@ -310,12 +312,12 @@ async def bulk_resources(database: databases.Database, consumer: str, count: int
 async def test_maintenance_finds_its_consumers_behind_a_full_page_of_others(database: databases.Database) -> None:
     await consumers.create(database, {"name": "mine"})
     await consumers.create(database, {"name": "theirs"})
-    live = await resources.create_single(
-        database, {"consumer_name": "mine", "manifest": configmap("a")}, source="maestro"
-    )
-    gone = await resources.create_single(
-        database, {"consumer_name": "mine", "manifest": configmap("b")}, source="maestro"
-    )
+    live = (
+        await resources.create_single(database, {"consumer_name": "mine", "manifest": configmap("a")}, source="maestro")
+    ).row
+    gone = (
+        await resources.create_single(database, {"consumer_name": "mine", "manifest": configmap("b")}, source="maestro")
+    ).row
     await resources.mark_deleting(database, gone.id)
     await sql(database, "UPDATE events SET reconciled_date = now(), created_at = now() - interval '11 hours'")
     await sql(

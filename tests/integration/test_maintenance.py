@@ -37,7 +37,7 @@ async def sql(database: databases.Database, query: str, *args: Any) -> list[Any]
 
 async def create(database: databases.Database, consumer: str, name: str) -> str:
     body = {"consumer_name": consumer, "manifest": configmap(name)}
-    return (await resources.create_single(database, body, source="maestro")).id
+    return (await resources.create_single(database, body, source="maestro")).row.id
 
 
 async def publish_all(database: databases.Database) -> None:

@@ -59,10 +59,12 @@ async def read_lines(response: httpx.Response, count: int) -> list[dict[str, Any
 async def test_watch_streams_status_and_resumes(base_url: str, database: databases.Database) -> None:
     await consumers.create(database, {"name": "cluster1"})
     await consumers.create(database, {"name": "cluster2"})
-    one = await resources.create_bundle(database, {"consumer_name": "cluster1", "manifests": [NGINX]}, source="maestro")
-    other = await resources.create_bundle(
-        database, {"consumer_name": "cluster2", "manifests": [NGINX]}, source="maestro"
-    )
+    one = (
+        await resources.create_bundle(database, {"consumer_name": "cluster1", "manifests": [NGINX]}, source="maestro")
+    ).row
+    other = (
+        await resources.create_bundle(database, {"consumer_name": "cluster2", "manifests": [NGINX]}, source="maestro")
+    ).row
     async with httpx.AsyncClient(timeout=15) as client:
         async with client.stream(
             "GET", f"{base_url}/resource-bundles", params={"watch": "true", "consumer_name": "cluster1"}
@@ -96,7 +98,9 @@ async def test_watch_streams_status_and_resumes(base_url: str, database: databas
 
 async def test_watch_as_server_sent_events(base_url: str, database: databases.Database) -> None:
     await consumers.create(database, {"name": "cluster1"})
-    row = await resources.create_bundle(database, {"consumer_name": "cluster1", "manifests": [NGINX]}, source="s1")
+    row = (
+        await resources.create_bundle(database, {"consumer_name": "cluster1", "manifests": [NGINX]}, source="s1")
+    ).row
     async with (
         httpx.AsyncClient(timeout=15) as client,
         client.stream(

@@ -38,7 +38,7 @@ async def test_status_resync_is_batched_under_the_limit(database: databases.Data
             await resources.create_bundle(
                 database, {"consumer_name": "cluster1", "manifests": [NGINX]}, source="maestro"
             )
-        ).id
+        ).row.id
         for _ in range(120)
     ]
     recorder = Recorder()
