@@ -34,9 +34,12 @@ class StartupError(Exception):
 
 
 def run(settings: AgentSettings, *, log_level: str = "info") -> int:
-    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    for noisy in ("gmqtt", "protocol.mqtt.gmqtt", "kopf.activities.probe", "aiohttp.access"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    # NB: each line names the agent's consumer, as the hub's lines name the replica.
+    name = settings.consumer.replace("%", "%%")
+    logging.basicConfig(level=log_level.upper(), format=f"%(asctime)s %(levelname)s {name} %(name)s: %(message)s")
+    narrators = ("gmqtt", "protocol.mqtt.gmqtt", "kopf.activities.probe", "aiohttp.access")
+    for noisy in narrators:
+        logging.getLogger(noisy).setLevel(logging.DEBUG if log_level == "debug" else logging.WARNING)
     if log_level != "debug":
         logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     try:
