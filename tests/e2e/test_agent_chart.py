@@ -30,6 +30,7 @@ from protocol import mqtt_config
 from tests.e2e.agent_support import AW_GROUP, configmap, deployment, is_true, ok, wait_for, wait_kube
 from tests.e2e.conftest import KubectlRunner
 from tests.e2e.hub_support import REPO_ROOT, AgentProcess, E2EHub
+from tests.e2e.schema_support import cluster_version, schema_errors
 from tests.fixtures.mosquitto import MQTTNames
 
 CHART = REPO_ROOT / "charts" / "maestro-agent"
@@ -150,33 +151,32 @@ def test_template_renders_the_agent(helm_bin: str) -> None:
     assert not config.tls
 
 
+NON_DEFAULT_VALUES: dict[str, Any] = {
+    "consumerName": "edge-7",
+    "sourceId": "hub-a",
+    "cloudeventsClientId": "edge-7-agent",
+    "installCRD": False,
+    "messageBroker": {
+        "mqtt": {
+            "host": "broker.example.com",
+            "port": 8883,
+            "username": "edge-7",
+            "password": "s3cret",
+            "protocolVersion": 3,
+            "existingTlsSecret": "broker-tls",
+            "tlsKeys": {"ca": "ca.crt", "cert": "tls.crt", "key": "tls.key"},
+        }
+    },
+    "rbac": {"executionClusterRole": "edge-deployer"},
+    "serviceAccount": {"name": "edge-agent"},
+    "metrics": {"serviceMonitor": {"enabled": True, "labels": {"release": "prom"}}},
+    "extraArgs": ["--kube-api-qps=5"],
+}
+
+
 def test_template_with_values(helm_bin: str, tmp_path: Path) -> None:
     values = tmp_path / "values.yaml"
-    values.write_text(
-        yaml.safe_dump(
-            {
-                "consumerName": "edge-7",
-                "sourceId": "hub-a",
-                "cloudeventsClientId": "edge-7-agent",
-                "installCRD": False,
-                "messageBroker": {
-                    "mqtt": {
-                        "host": "broker.example.com",
-                        "port": 8883,
-                        "username": "edge-7",
-                        "password": "s3cret",
-                        "protocolVersion": 3,
-                        "existingTlsSecret": "broker-tls",
-                        "tlsKeys": {"ca": "ca.crt", "cert": "tls.crt", "key": "tls.key"},
-                    }
-                },
-                "rbac": {"executionClusterRole": "edge-deployer"},
-                "serviceAccount": {"name": "edge-agent"},
-                "metrics": {"serviceMonitor": {"enabled": True, "labels": {"release": "prom"}}},
-                "extraArgs": ["--kube-api-qps=5"],
-            }
-        )
-    )
+    values.write_text(yaml.safe_dump(NON_DEFAULT_VALUES))
     objects = render(helm_bin, "maestro-agent", "edge", "-f", str(values))
     config = yaml.safe_load(broker_config(objects))
     assert config == {
@@ -249,6 +249,46 @@ def test_bad_values_fail(helm_bin: str, pairs: tuple[str, ...], error: str) -> N
         result = helm(helm_bin, command, "rel", str(CHART), "--namespace", "agents", *extra, *sets(*pairs), check=False)
         assert result.returncode != 0, f"helm {command} accepted {pairs}:\n{result.stdout[:2000]}"
         assert error in result.stderr, result.stderr
+
+
+SCHEMA_VALUE_SETS: dict[str, tuple[str, ...]] = {
+    "defaults": ("consumerName=cluster1",),
+    "metrics-service": ("consumerName=cluster1", "metrics.service.enabled=true", "metrics.serviceMonitor.enabled=true"),
+    "no-crd-no-rbac": (
+        "consumerName=cluster1", "installCRD=false", "rbac.create=false", "serviceAccount.create=false",
+        "messageBroker.mqtt.existingTlsSecret=tls", "messageBroker.mqtt.tlsKeys.cert=tls.crt",
+        "messageBroker.mqtt.tlsKeys.key=tls.key",
+    ),
+    "pod-settings": (
+        "consumerName=cluster1", "resources.limits.cpu=1", "resources.requests.memory=64Mi",
+        "nodeSelector.kubernetes\\.io/os=linux", "tolerations[0].key=edge", "tolerations[0].operator=Exists",
+        "podAnnotations.a=b", "podLabels.team=edge", "priorityClassName=system-cluster-critical",
+        "imagePullSecrets[0]=pull",
+    ),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("pairs", list(SCHEMA_VALUE_SETS.values()), ids=list(SCHEMA_VALUE_SETS))
+def test_rendered_objects_match_the_kubernetes_schema(helm_bin: str, pairs: tuple[str, ...]) -> None:
+    """Offline, strict (unknown fields are errors), for the e2e cluster's Kubernetes version; CRD included."""
+    objects = render(helm_bin, "rel", "agents", "--include-crds", *sets(*pairs))
+    assert "CustomResourceDefinition" in {o["kind"] for o in objects} or "installCRD=false" in pairs
+    assert not schema_errors(objects), f"Kubernetes {cluster_version()}:\n" + "\n".join(schema_errors(objects))
+
+
+def test_rendered_non_default_values_match_the_kubernetes_schema(helm_bin: str, tmp_path: Path) -> None:
+    values = tmp_path / "values.yaml"
+    values.write_text(yaml.safe_dump(NON_DEFAULT_VALUES))
+    assert not schema_errors(render(helm_bin, "maestro-agent", "edge", "--include-crds", "-f", str(values)))
+
+
+def test_the_schema_check_catches_what_the_values_schema_lets_through(helm_bin: str) -> None:
+    """``resources`` is passed through as given: a misspelt key renders, and only the Kubernetes schema sees it."""
+    objects = render(helm_bin, "rel", "agents", *sets("consumerName=cluster1", "resources.limts.cpu=1"))
+    assert schema_errors(objects) == [
+        "Deployment rel-maestro-agent: spec.template.spec.containers.0.resources:"
+        " Additional properties are not allowed ('limts' was unexpected)"
+    ]
 
 
 # -- against the cluster ----------------------------------------------------------------------------------------
