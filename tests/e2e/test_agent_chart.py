@@ -16,10 +16,15 @@ ServiceAccount instead.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
+import os
+import re
 import subprocess
+import sys
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +34,7 @@ import yaml
 from protocol import mqtt_config
 from tests.e2e.agent_support import AW_GROUP, configmap, deployment, is_true, ok, wait_for, wait_kube
 from tests.e2e.conftest import KubectlRunner
-from tests.e2e.hub_support import REPO_ROOT, AgentProcess, E2EHub
+from tests.e2e.hub_support import REPO_ROOT, AgentProcess, E2EHub, free_port
 from tests.e2e.schema_support import cluster_version, schema_errors
 from tests.fixtures.mosquitto import MQTTNames
 
@@ -312,31 +317,80 @@ def test_rendered_manifests_pass_server_dry_run(helm_bin: str, kubectl: KubectlR
         assert result.stdout.count("\n") == len(kinds), result.stdout
 
 
-@pytest.fixture
-def chart_rbac(helm_bin: str, kubectl: KubectlRunner, namespace: str) -> Iterator[tuple[str, list[dict[str, Any]]]]:
-    """The chart's ServiceAccount, broker Secret and (Cluster)Roles/Bindings created for real, the execution role
-    bound to a ClusterRole that only manages ConfigMaps; yields ``(ServiceAccount name, rendered objects)``.
-    The cluster-scoped objects and those in ``default`` are deleted afterwards (the namespace goes with the
+CONFIGMAPS_ONLY = [{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["*"]}]
+WORKLOAD_VERBS = ["get", "list", "watch", "create", "update", "patch", "delete"]
+DOCUMENTED_EXECUTION_ROLE = [
+    # charts/README.md, "RBAC": "one that allows Deployments, Services and ConfigMaps only", with get, list and
+    # watch besides the write verbs, and delete.
+    {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": WORKLOAD_VERBS},
+    {"apiGroups": [""], "resources": ["services", "configmaps"], "verbs": WORKLOAD_VERBS},
+]
+
+
+@contextlib.contextmanager
+def rbac_of_the_chart(
+    helm_bin: str,
+    kubectl: KubectlRunner,
+    namespace: str,
+    execution_rules: list[dict[str, Any]],
+    *,
+    without_verb: str | None = None,
+) -> Iterator[tuple[str, list[dict[str, Any]]]]:
+    """The chart's CRD, ServiceAccount and (Cluster)Roles/Bindings created for real, the execution role
+    bound to a ClusterRole with ``execution_rules`` (and ``without_verb`` taken out of the agent's own
+    AppliedWork rule); yields ``(ServiceAccount name, rendered objects)`` once the apiserver's authorizer applies
+    them. The cluster-scoped objects and those in ``default`` are deleted afterwards (the namespace goes with the
     ``namespace`` fixture)."""
     release = release_name()
-    narrow = f"{release}-configmaps-only"
+    narrow = f"{release}-execution"
     objects = render(
-        helm_bin, release, namespace, *sets("consumerName=cluster1", f"rbac.executionClusterRole={narrow}")
+        helm_bin,
+        release,
+        namespace,
+        "--include-crds",
+        *sets("consumerName=cluster1", f"rbac.executionClusterRole={narrow}"),
     )
-    narrow_role = {
+    if without_verb is not None:
+        rule = next(r for r in find(objects, "ClusterRole")["rules"] if r["resources"] == ["appliedworks"])
+        rule["verbs"].remove(without_verb)
+    execution_role = {
         "apiVersion": "rbac.authorization.k8s.io/v1",
         "kind": "ClusterRole",
         "metadata": {"name": narrow, "labels": {"app.kubernetes.io/instance": release}},
-        "rules": [{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["*"]}],
+        "rules": execution_rules,
     }
-    created = [narrow_role, *(o for o in objects if o["kind"] in RBAC_KINDS)]
+    # NB: the CRD as helm installs it (crds/); it is shared by the session's agents and never deleted.
+    created = [execution_role, *(o for o in objects if o["kind"] in {"CustomResourceDefinition", *RBAC_KINDS})]
     try:
         kubectl("apply", "-f", "-", input=yaml.safe_dump_all(created))
-        yield find(objects, "ServiceAccount")["metadata"]["name"], objects
+        sa = find(objects, "ServiceAccount")["metadata"]["name"]
+        who = f"system:serviceaccount:{namespace}:{sa}"
+        # NB: the authorizer sees new bindings through an informer, kubectl the CRD through discovery: wait until
+        # both have caught up.
+        assert wait_until(
+            lambda: can_i(kubectl, who, "get", AW) and can_i(kubectl, who, "get", "secrets", "-n", namespace)
+        )
+        yield sa, objects
     finally:
         selector = f"app.kubernetes.io/instance={release}"
         kubectl("delete", "clusterrole,clusterrolebinding", "-l", selector, "--ignore-not-found", check=False)
         kubectl("delete", "role,rolebinding", "-n", "default", "-l", selector, "--ignore-not-found", check=False)
+
+
+@pytest.fixture
+def chart_rbac(helm_bin: str, kubectl: KubectlRunner, namespace: str) -> Iterator[tuple[str, list[dict[str, Any]]]]:
+    """:func:`rbac_of_the_chart` with an execution role that only manages ConfigMaps."""
+    with rbac_of_the_chart(helm_bin, kubectl, namespace, CONFIGMAPS_ONLY) as created:
+        yield created
+
+
+def wait_until(check: Callable[[], bool], timeout: float = 30.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.2)
+    return True
 
 
 def can_i(kubectl: KubectlRunner, who: str, *args: str) -> bool:
@@ -420,6 +474,46 @@ def sa_kubeconfig(kubectl: KubectlRunner, namespace: str, sa: str, path: Path) -
     return path
 
 
+def chart_agent(
+    helm_bin: str,
+    kubectl: KubectlRunner,
+    namespace: str,
+    sa: str,
+    hub: E2EHub,
+    mqtt_names: MQTTNames,
+    tmp_path: Path,
+) -> AgentProcess:
+    """``maestro agent`` (not started) with the chart's broker config and Deployment flags for this hub, as the
+    pod would run it, authenticated with a token of the chart's ServiceAccount ``sa``."""
+    objects = render(
+        helm_bin,
+        "live",
+        namespace,
+        *sets(
+            f"consumerName={hub.consumer}",
+            f"sourceId={hub.source}",
+            f"messageBroker.mqtt.host={hub.broker_host}",
+            f"messageBroker.mqtt.port={hub.broker_port}",
+            f"cloudeventsClientId={mqtt_names.client_id('agent')}",
+        ),
+    )
+    config = tmp_path / "mqtt" / "config.yaml"
+    config.parent.mkdir(exist_ok=True)
+    config.write_text(broker_config(objects))
+    pod_only = ("--workload-source-config=", "--agent-namespace=", "--healthz-host=", "--healthz-bindport=")
+    args = [a for a in agent_args(objects) if not a.startswith(pod_only)]
+    assert "--install-crd" in args
+    return AgentProcess(
+        consumer=hub.consumer,
+        workload_source_config=config,
+        kubeconfig=sa_kubeconfig(kubectl, namespace, sa, tmp_path / "sa.kubeconfig"),
+        agent_namespace=namespace,
+        client_id=mqtt_names.client_id("agent"),
+        log=tmp_path / "agent.log",
+        extra_args=args,
+    )
+
+
 FORBIDDEN_MARKERS = ("Forbidden", "forbidden", "Not enough permissions", "could not post event", "watch of")
 
 
@@ -433,34 +527,7 @@ async def test_agent_runs_with_the_chart_rbac(
     tmp_path: Path,
 ) -> None:
     sa, _ = chart_rbac
-    # The chart rendered for this hub: its broker config and its Deployment's flags, as the pod would run them.
-    objects = render(
-        helm_bin,
-        "live",
-        namespace,
-        *sets(
-            f"consumerName={e2e_hub.consumer}",
-            f"sourceId={e2e_hub.source}",
-            f"messageBroker.mqtt.host={e2e_hub.broker_host}",
-            f"messageBroker.mqtt.port={e2e_hub.broker_port}",
-            f"cloudeventsClientId={mqtt_names.client_id('agent')}",
-        ),
-    )
-    config = tmp_path / "mqtt" / "config.yaml"
-    config.parent.mkdir()
-    config.write_text(broker_config(objects))
-    pod_only = ("--workload-source-config=", "--agent-namespace=", "--healthz-host=", "--healthz-bindport=")
-    args = [a for a in agent_args(objects) if not a.startswith(pod_only)]
-    assert "--install-crd" in args
-    agent = AgentProcess(
-        consumer=e2e_hub.consumer,
-        workload_source_config=config,
-        kubeconfig=sa_kubeconfig(kubectl, namespace, sa, tmp_path / "sa.kubeconfig"),
-        agent_namespace=namespace,
-        client_id=mqtt_names.client_id("agent"),
-        log=tmp_path / "agent.log",
-        extra_args=args,
-    )
+    agent = chart_agent(helm_bin, kubectl, namespace, sa, e2e_hub, mqtt_names, tmp_path)
     await e2e_hub.create_consumer()
     agent.start()
     try:
@@ -498,6 +565,92 @@ async def test_agent_runs_with_the_chart_rbac(
     finally:
         code = agent.stop()
     assert code == 0, agent.tail()
+
+
+async def test_seed_flow_with_the_chart_rbac_and_the_documented_execution_role(
+    helm_bin: str,
+    kubectl: KubectlRunner,
+    namespace: str,
+    e2e_hub: E2EHub,
+    mqtt_names: MQTTNames,
+    tmp_path: Path,
+) -> None:
+    """The README's walkthrough on this cluster: the nginx Deployment applied with ``maestro resource apply --wait``
+    by an agent that has exactly the chart's rights plus the execution role charts/README.md suggests."""
+    nginx = tmp_path / "nginx.yaml"
+    nginx.write_text(yaml.safe_dump(deployment("nginx", namespace)))
+    with rbac_of_the_chart(helm_bin, kubectl, namespace, DOCUMENTED_EXECUTION_ROLE) as (sa, _):
+        agent = chart_agent(helm_bin, kubectl, namespace, sa, e2e_hub, mqtt_names, tmp_path)
+        await e2e_hub.create_consumer()
+        agent.start()
+        try:
+            await agent.wait_healthy(60)
+            applied = maestro_cli(e2e_hub, "resource", "apply", "-f", str(nginx), "--consumer", e2e_hub.consumer,
+                                  "--wait", "--timeout", "2m", "-o", "json")  # fmt: skip
+            assert applied.returncode == 0, applied.stderr + agent.tail()
+            resource = json.loads(applied.stdout)
+            rid = resource["id"]
+            works = json.loads(kubectl("get", "aw", "-o", "json").stdout)["items"]
+            assert rid in [w["metadata"]["name"] for w in works]
+            nginx_deployment = wait_kube(kubectl, lambda d: d is not None, "deployment", "nginx", "-n", namespace)
+            assert nginx_deployment is not None
+            # The agent's log: one INFO line for this apply, naming its consumer; not one forbidden call.
+            log = agent.output()
+            applies = re.findall(rf"^.* INFO \S+ agent\.reconcile: work {rid}: .*$", log, re.MULTILINE)
+            assert [line.split(" ", 3)[3] for line in applies] == [
+                f"{e2e_hub.consumer} agent.reconcile: work {rid}: version 1, 1 manifests: applied"
+            ], agent.tail()
+            assert not [line for line in log.splitlines() if any(m in line for m in FORBIDDEN_MARKERS)], agent.tail()
+
+            deleted = maestro_cli(e2e_hub, "resource", "delete", rid, "--wait", "--timeout", "2m")
+            assert deleted.returncode == 0, deleted.stderr + agent.tail()
+            assert wait_kube(kubectl, lambda d: d is None, "deployment", "nginx", "-n", namespace) is None
+            assert wait_kube(kubectl, lambda a: a is None, AW, rid) is None
+        finally:
+            code = agent.stop()
+        assert code == 0, agent.tail()
+
+
+def maestro_cli(hub: E2EHub, *args: str) -> subprocess.CompletedProcess[str]:
+    """The ``maestro`` CLI against the hub (as the README runs it)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MAESTRO_")}
+    env["MAESTRO_REST_URL"] = hub.api.removesuffix("/api/maestro/v1")
+    return subprocess.run(
+        [sys.executable, "-m", "server.cli", *args], capture_output=True, text=True, env=env, timeout=180
+    )
+
+
+@pytest.mark.parametrize("verb", ["patch", "list"])
+def test_agent_without_a_right_it_needs_stops_with_one_line(
+    helm_bin: str, kubectl: KubectlRunner, namespace: str, mqtt_names: MQTTNames, tmp_path: Path, verb: str
+) -> None:
+    """The chart's ClusterRole with one AppliedWork verb taken out: the agent names it at start and exits 1,
+    instead of running with kopf or the apply failing on 403s in its log."""
+    config = tmp_path / "mqtt.yaml"
+    config.write_text(
+        f"brokerHost: 127.0.0.1:{free_port()}\n"
+        "topics:\n"
+        "  sourceEvents: sources/maestro/consumers/cluster1/sourceevents\n"
+        "  agentEvents: sources/maestro/consumers/cluster1/agentevents\n"
+    )
+    with rbac_of_the_chart(helm_bin, kubectl, namespace, CONFIGMAPS_ONLY, without_verb=verb) as (sa, _):
+        agent = AgentProcess(
+            consumer="cluster1",
+            workload_source_config=config,
+            kubeconfig=sa_kubeconfig(kubectl, namespace, sa, tmp_path / "sa.kubeconfig"),
+            agent_namespace=namespace,
+            client_id=mqtt_names.client_id("agent"),
+            log=tmp_path / "agent.log",
+        )
+        agent.start()
+        assert agent.process is not None
+        code = agent.process.wait(timeout=60)
+    assert code == 1, agent.tail()
+    errors = [line for line in agent.output().splitlines() if not re.match(r"^\d{4}-\d\d-\d\d ", line)]
+    assert errors == [
+        f"maestro agent: RBAC does not let the agent {verb} appliedworks.work.maestro-py.io: grant the"
+        " maestro-agent chart's ClusterRole and Role (charts/README.md, RBAC)"
+    ]
 
 
 def _applied(body: dict[str, Any]) -> bool:
