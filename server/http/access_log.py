@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from typing import Any
 from urllib.parse import quote
 
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Match, Mount, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 log = logging.getLogger("server.http.access")
@@ -25,8 +26,24 @@ def _template(scope: Scope) -> str:
     route: Any = scope.get("route")
     if isinstance(route, Route):
         return str(scope.get("root_path", "")) + route.path
-    # NB: no route matched (a 404): the raw path, percent-encoded so it cannot forge a line of its own.
+    # NB: refused before routing (a 401 from the authentication middleware): match the app's routes here.
+    app: Any = scope.get("app")
+    if (found := _match(getattr(getattr(app, "router", None), "routes", []), scope)) is not None:
+        return found
+    # NB: no route matches (a 404): the raw path, percent-encoded so it cannot forge a line of its own.
     return quote(str(scope.get("path", "")), safe="/{}")[:200]
+
+
+def _match(routes: Sequence[BaseRoute], scope: Scope) -> str | None:
+    for route in routes:
+        match, child = route.matches(scope)
+        if match is Match.NONE:
+            continue
+        if isinstance(route, Route):
+            return str({**scope, **child}.get("root_path", "")) + route.path
+        if isinstance(route, Mount) and (found := _match(route.routes, {**scope, **child})) is not None:
+            return found
+    return None
 
 
 class AccessLog:
