@@ -7,7 +7,12 @@
   gives the ServiceAccount what the agent needs and no more (``kubectl auth can-i --as``);
 - the real ``maestro agent``, authenticated as that ServiceAccount and started with the Deployment's arguments
   and the chart's broker config, applies a work without one forbidden call, and a kind the execution role does
-  not allow is refused by the apiserver, not by the agent.
+  not allow is refused by the apiserver, not by the agent;
+- the chart installed with ``helm install --wait``: the README's nginx walkthrough (``maestro resource apply
+  --wait``, ``kubectl get aw``, ``maestro resource delete --wait``) passes with the release's ServiceAccount token
+  and the execution role charts/README.md suggests, with one apply line in the agent's log;
+- the chart's ClusterRole without ``patch``, or ``list``, on AppliedWorks: the agent exits 1 with one line naming it;
+- every rendered object matches the Kubernetes OpenAPI schema of the cluster's version (offline, strict).
 
 The Deployment itself is not run (no image on this cluster): the agent runs on the host as the chart's
 ServiceAccount instead.
@@ -567,19 +572,68 @@ async def test_agent_runs_with_the_chart_rbac(
     assert code == 0, agent.tail()
 
 
-async def test_seed_flow_with_the_chart_rbac_and_the_documented_execution_role(
+@contextlib.contextmanager
+def installed_agent_chart(
     helm_bin: str,
     kubectl: KubectlRunner,
+    kubeconfig: str,
+    namespace: str,
+    hub: E2EHub,
+    mqtt_names: MQTTNames,
+    execution_rules: list[dict[str, Any]],
+) -> Iterator[str]:
+    """``helm install --wait`` of the agent chart for this hub (kwok plays the kubelet: the pod runs nothing), its
+    execution role a ClusterRole with ``execution_rules``; yields the release's ServiceAccount once the authorizer
+    grants its rights. ``helm uninstall`` afterwards (the CRD stays, as helm leaves crds/)."""
+    release = release_name()
+    execution = f"{release}-execution"
+    role = {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "ClusterRole",
+        "metadata": {"name": execution},
+        "rules": execution_rules,
+    }
+    common = ["--namespace", namespace, "--kubeconfig", kubeconfig]
+    kubectl("apply", "-f", "-", input=yaml.safe_dump(role))
+    try:
+        values = sets(
+            f"consumerName={hub.consumer}",
+            f"sourceId={hub.source}",
+            f"messageBroker.mqtt.host={hub.broker_host}",
+            f"messageBroker.mqtt.port={hub.broker_port}",
+            f"cloudeventsClientId={mqtt_names.client_id('agent')}",
+            f"rbac.executionClusterRole={execution}",
+        )
+        helm(helm_bin, "install", release, str(CHART), *common, "--wait", "--timeout", "120s", *values)
+        try:
+            sa = f"{release}-maestro-agent"
+            who = f"system:serviceaccount:{namespace}:{sa}"
+            assert wait_until(lambda: can_i(kubectl, who, "patch", AW) and can_i(kubectl, who, "watch", "deployments"))
+            yield sa
+        finally:
+            helm(helm_bin, "uninstall", release, *common, check=False)
+    finally:
+        kubectl("delete", "clusterrole", execution, "--ignore-not-found", check=False)
+
+
+async def test_seed_flow_with_the_installed_chart_and_the_documented_execution_role(
+    helm_bin: str,
+    kubectl: KubectlRunner,
+    kubeconfig: str,
     namespace: str,
     e2e_hub: E2EHub,
     mqtt_names: MQTTNames,
     tmp_path: Path,
 ) -> None:
-    """The README's walkthrough on this cluster: the nginx Deployment applied with ``maestro resource apply --wait``
-    by an agent that has exactly the chart's rights plus the execution role charts/README.md suggests."""
+    """The README's walkthrough on this cluster: the agent chart installed with ``helm install``, and the nginx
+    Deployment applied with ``maestro resource apply --wait`` by an agent that runs with that release's
+    ServiceAccount token: exactly the chart's rights plus the execution role charts/README.md suggests."""
     nginx = tmp_path / "nginx.yaml"
     nginx.write_text(yaml.safe_dump(deployment("nginx", namespace)))
-    with rbac_of_the_chart(helm_bin, kubectl, namespace, DOCUMENTED_EXECUTION_ROLE) as (sa, _):
+    chart = installed_agent_chart(
+        helm_bin, kubectl, kubeconfig, namespace, e2e_hub, mqtt_names, DOCUMENTED_EXECUTION_ROLE
+    )
+    with chart as sa:
         agent = chart_agent(helm_bin, kubectl, namespace, sa, e2e_hub, mqtt_names, tmp_path)
         await e2e_hub.create_consumer()
         agent.start()
