@@ -56,7 +56,7 @@ class _Server(uvicorn.Server):
         if self.started:
             host, port = sockets[0].getsockname()[:2] if sockets else (self.config.host, self.config.port)
             shown = f"[{host}]" if ":" in host else host
-            log.info("%s listening on http://%s:%d (uvicorn)", self.name, shown, port, extra={"listener": self.name})
+            log.info("%s listening on http://%s:%d (uvicorn)", self.name, shown, port)
 
 
 def _server(app: Starlette, settings: Settings, port: int, name: str) -> uvicorn.Server:
@@ -265,13 +265,12 @@ async def _serve(
             db_ok = bool(await conn.fetchval("SELECT true"))
         return db_ok and transport.connected and registry.registered.is_set()
 
-    servers = {
-        "REST": _server(
-            app_mod.create_app(settings, database=database, feed=feed), settings, settings.http_server_bindport, "REST"
-        ),
-        "health": _server(health.health_app(ready), settings, settings.health_check_server_bindport, "health"),
-        "metrics": _server(health.metrics_app(), settings, settings.metrics_server_bindport, "metrics"),
+    apps = {
+        "REST": (app_mod.create_app(settings, database=database, feed=feed), settings.http_server_bindport),
+        "health": (health.health_app(ready), settings.health_check_server_bindport),
+        "metrics": (health.metrics_app(), settings.metrics_server_bindport),
     }
+    servers = {name: _server(app, settings, port, name) for name, (app, port) in apps.items()}
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
