@@ -31,7 +31,9 @@ _UVICORN_LIFECYCLE = {
     "Finished server process [%d]",
 }
 
-_EXTRA_KEYS = ("listener", "resource_id", "consumer", "version", "operation_id", "method", "path", "status")
+_EXTRA_KEYS = (
+    "listener", "resource_id", "consumer", "version", "operation_id", "method", "path", "status", "duration_ms",
+)  # fmt: skip
 
 
 class ReplicaFilter(logging.Filter):
@@ -43,7 +45,7 @@ class ReplicaFilter(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         record.replica = self.replica
-        if not hasattr(record, "listener") and (listener := LISTENER.get()):
+        if listener := LISTENER.get():
             record.listener = listener
         return True
 
@@ -73,8 +75,6 @@ class JSONFormatter(logging.Formatter):
         for key in _EXTRA_KEYS:
             if hasattr(record, key):
                 out[key] = getattr(record, key)
-        if hasattr(record, "duration_ms"):
-            out["duration_ms"] = record.duration_ms
         if record.exc_info:
             out["exception"] = self.formatException(record.exc_info)
         return json.dumps(out)
