@@ -146,7 +146,8 @@ def test_first_start_on_embedded_defaults_reads_as_one_line_per_event(tmp_path: 
     assert code == 0, log.read_text()[-3000:]
 
     text = log.read_text()
-    for chatter in ("initdb", "pixeltable", "RuntimeDirWarning", "XDG_RUNTIME_DIR", "yoyo", "Connected to database"):
+    chatter_words = ("initdb", "pixeltable", "RuntimeDirWarning", "XDG_RUNTIME_DIR", "yoyo", "Connected to database")
+    for chatter in (*chatter_words, "gmqtt", "MqttPackageHandler"):
         assert chatter not in text, f"{chatter!r} in the first start's output:\n{text}"
     lines = _parsed(log)
     assert {replica for _, replica, _, _ in lines} == {"hub-a"}
@@ -186,6 +187,7 @@ def test_debug_shows_probes_and_each_listeners_lifecycle(tmp_path: Path, db_url:
     assert code == 0, log.read_text()[-3000:]
     text = log.read_text()
     assert re.search(r" DEBUG hub-b server\.http\.access: GET /healthcheck (200|503) ", text)
+    assert re.search(r" DEBUG hub-b protocol\.mqtt\.gmqtt: \[MqttPackageHandler\] ", text)  # packets: DEBUG only
     for listener in ("REST", "health", "metrics"):
         assert f" DEBUG hub-b uvicorn.{listener}: Application startup complete." in text
         assert f" DEBUG hub-b uvicorn.{listener}: Application shutdown complete." in text
