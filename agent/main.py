@@ -33,15 +33,30 @@ class StartupError(Exception):
     """Printed as one line; the process exits 1."""
 
 
+class _PlannedRetries(logging.Filter):
+    """kopf logs each retry a handler asks for (a work not applied yet, objects still being deleted) as an ERROR,
+    "Handler 'finalize' failed temporarily: …"; the agent's own lines and Events say what is going on: DEBUG."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno == logging.ERROR and "failed temporarily" in record.getMessage():
+            record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+            return logging.getLogger().isEnabledFor(logging.DEBUG)
+        return True
+
+
 def run(settings: AgentSettings, *, log_level: str = "info") -> int:
     # NB: each line names the agent's consumer, as the hub's lines name the replica.
     name = settings.consumer.replace("%", "%%")
     logging.basicConfig(level=log_level.upper(), format=f"%(asctime)s %(levelname)s {name} %(name)s: %(message)s")
-    narrators = ("gmqtt", "protocol.mqtt.gmqtt", "kopf.activities.probe", "aiohttp.access")
+    narrators = (
+        "gmqtt", "protocol.mqtt.gmqtt", "aiohttp.access",
+        "kopf.activities.probe", "kopf.activities.authentication", "kopf._core.engines.activities",
+    )  # fmt: skip
     for noisy in narrators:
         logging.getLogger(noisy).setLevel(logging.DEBUG if log_level == "debug" else logging.WARNING)
     if log_level != "debug":
         logging.getLogger("kopf.objects").setLevel(logging.WARNING)
+    logging.getLogger("kopf.objects").addFilter(_PlannedRetries())
     try:
         return asyncio.run(_main(settings))
     except StartupError as exc:

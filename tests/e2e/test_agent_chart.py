@@ -663,6 +663,11 @@ async def test_seed_flow_with_the_installed_chart_and_the_documented_execution_r
         finally:
             code = agent.stop()
         assert code == 0, agent.tail()
+        # Nothing went wrong, so the log says nothing is wrong: no ERROR or WARNING (kopf's planned retries while
+        # the Deployment is deleted are DEBUG), and none of kopf's start-up narration.
+        lines = agent.output().splitlines()
+        assert not [line for line in lines if " ERROR " in line or " WARNING " in line], agent.tail()
+        assert not [line for line in lines if "authentication" in line], agent.tail()
 
 
 def maestro_cli(hub: E2EHub, *args: str) -> subprocess.CompletedProcess[str]:
