@@ -194,6 +194,20 @@ class Kube:
     # --- requests
     # ------------------------------------------------------------------------------------------------
 
+    async def allowed(
+        self, verb: str, resource: str, *, group: str = "", namespace: str = "", subresource: str = ""
+    ) -> bool:
+        """A SelfSubjectAccessReview: whether this client may ``verb`` ``resource`` (:class:`KubeError` when the
+        review itself fails)."""
+        attributes = {"verb": verb, "group": group, "resource": resource, "subresource": subresource}
+        review = {
+            "apiVersion": "authorization.k8s.io/v1",
+            "kind": "SelfSubjectAccessReview",
+            "spec": {"resourceAttributes": {**attributes, "namespace": namespace}},
+        }
+        answer = await self.request("POST", "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews", body=review)
+        return bool((answer.get("status") or {}).get("allowed"))
+
     async def request(
         self,
         method: str,

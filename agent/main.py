@@ -33,12 +33,30 @@ class StartupError(Exception):
     """Printed as one line; the process exits 1."""
 
 
+class _PlannedRetries(logging.Filter):
+    """kopf logs each retry a handler asks for (a work not applied yet, objects still being deleted) as an ERROR,
+    "Handler 'finalize' failed temporarily: …"; the agent's own lines and Events say what is going on: DEBUG."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno == logging.ERROR and "failed temporarily" in record.getMessage():
+            record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+            return logging.getLogger().isEnabledFor(logging.DEBUG)
+        return True
+
+
 def run(settings: AgentSettings, *, log_level: str = "info") -> int:
-    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    for noisy in ("gmqtt", "protocol.mqtt.gmqtt", "kopf.activities.probe", "aiohttp.access"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    # NB: each line names the agent's consumer, as the hub's lines name the replica.
+    name = settings.consumer.replace("%", "%%")
+    logging.basicConfig(level=log_level.upper(), format=f"%(asctime)s %(levelname)s {name} %(name)s: %(message)s")
+    narrators = (
+        "gmqtt", "protocol.mqtt.gmqtt", "aiohttp.access",
+        "kopf.activities.probe", "kopf.activities.authentication", "kopf._core.engines.activities",
+    )  # fmt: skip
+    for noisy in narrators:
+        logging.getLogger(noisy).setLevel(logging.DEBUG if log_level == "debug" else logging.WARNING)
     if log_level != "debug":
         logging.getLogger("kopf.objects").setLevel(logging.WARNING)
+    logging.getLogger("kopf.objects").addFilter(_PlannedRetries())
     try:
         return asyncio.run(_main(settings))
     except StartupError as exc:
@@ -86,10 +104,44 @@ async def _check_cluster(kube: Kube, settings: AgentSettings) -> None:
             f"the AppliedWork CRD ({works.CRD_NAME}) is not installed: install it with the agent's Helm chart "
             "or start the agent once with --install-crd"
         )
+    await _check_rights(kube, settings.namespace)
     try:
         await kube.get(works.SECRET, "probe", settings.namespace)
     except KubeError as exc:
         raise StartupError(f"cannot read Secrets in the agent namespace {settings.namespace}: {exc.message}") from None
+
+
+def _needed(namespace: str) -> list[tuple[str, str, str, str, str]]:
+    """The rights the agent cannot work without, as (verb, group, resource, subresource, namespace): what the
+    maestro-agent chart's ClusterRole and Role grant (Events and the CRD watch are optional: warnings only)."""
+    aw = works.APPLIED_WORK
+    return [
+        *((verb, aw.group, aw.resource, "", "") for verb in ("get", "list", "watch", "create", "patch", "delete")),
+        ("patch", aw.group, aw.resource, "status", ""),
+        *((verb, "", works.SECRET.resource, "", namespace) for verb in ("get", "create", "patch")),
+    ]
+
+
+async def _check_rights(kube: Kube, namespace: str) -> None:
+    """One line naming every missing right, instead of a part failing later with a 403 in a log."""
+    needed = _needed(namespace)
+    try:
+        answers = await asyncio.gather(
+            *(kube.allowed(v, r, group=g, subresource=sub, namespace=ns) for v, g, r, sub, ns in needed)
+        )
+    except KubeError as exc:
+        logger.warning("could not check the agent's RBAC rights (SelfSubjectAccessReview): %s", exc.message)
+        return
+    missing = [
+        f"{verb} {resource}{'.' + group if group else ''}{'/' + sub if sub else ''}{' in ' + ns if ns else ''}"
+        for (verb, group, resource, sub, ns), ok in zip(needed, answers, strict=True)
+        if not ok
+    ]
+    if missing:
+        raise StartupError(
+            f"RBAC does not let the agent {', '.join(missing)}: grant the maestro-agent chart's ClusterRole and Role"
+            " (charts/README.md, RBAC)"
+        )
 
 
 async def _install_crd(kube: Kube) -> None:

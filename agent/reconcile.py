@@ -172,10 +172,26 @@ class Engine:
             if applied_ok:
                 self.recorder.event(aw, "Normal", "Applied", f"Applied version {version} ({new['summary']} manifests)")
             metrics.APPLIED.inc()
+        message = ""
         if not applied_ok:
             failed = [e for e in current if not st.is_true(e.get("conditions"), "Applied")]
             message = "; ".join(_message(st.find(e.get("conditions"), "Applied")) for e in failed[:3])
             self.recorder.event(aw, "Warning", "ApplyFailed", message, once=True)
+        # NB: INFO for a new version, a write or a changed outcome; a re-check that changed nothing is DEBUG.
+        before_applied = st.find(old.get("conditions"), "Applied") or {}
+        changed = (
+            wrote
+            or before_applied.get("observedGeneration") != version
+            or applied_ok != (before_applied.get("status") == "True")
+        )
+        logger.log(
+            logging.INFO if changed else logging.DEBUG,
+            "work %s: version %d, %d manifests: %s",
+            name,
+            version,
+            len(manifests),
+            "applied" if applied_ok else f"failed: {message}",
+        )
         await self._write_status(aw, old, new)
         return Outcome(done=applied_ok and not pruning, message="" if applied_ok else "some manifests failed")
 

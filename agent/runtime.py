@@ -143,19 +143,11 @@ class Runtime:
                 self.engine.payloads[name] = (digest, bundle)
 
     async def _may(self, verb: str, resource: str, namespace: str) -> bool:
-        """A SelfSubjectAccessReview: whether this agent may ``verb`` ``resource`` in ``namespace``."""
-        review = {
-            "apiVersion": "authorization.k8s.io/v1",
-            "kind": "SelfSubjectAccessReview",
-            "spec": {"resourceAttributes": {"namespace": namespace, "verb": verb, "resource": resource}},
-        }
+        """Whether this agent may ``verb`` ``resource`` in ``namespace`` (no when the review fails)."""
         try:
-            answer = await self.kube.request(
-                "POST", "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews", body=review
-            )
+            return await self.kube.allowed(verb, resource, namespace=namespace)
         except KubeError:
             return False
-        return bool((answer.get("status") or {}).get("allowed"))
 
     async def run(self) -> None:
         """Run until :meth:`stop`; a part that crashes stops the whole agent (and is re-raised)."""

@@ -11,7 +11,7 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 
 from server import auth
-from server.http import errors, middleware
+from server.http import access_log, errors, middleware
 from server.http.routes import routes
 from server.http.state import State
 from server.services import watch
@@ -44,6 +44,7 @@ def create_app(
 
     stack = [
         Middleware(middleware.OperationID),
+        Middleware(access_log.AccessLog),
         Middleware(middleware.Metrics),
         Middleware(middleware.RelativeRedirects),
     ]

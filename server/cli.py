@@ -88,7 +88,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as exc:
         print(f"maestro: {exc}", file=sys.stderr)
         return 2
-    logging_setup.configure(settings.log_level, settings.log_format)
+    logging_setup.configure(settings.log_level, settings.log_format, replica=settings.client_id)
     if args.command == "migration":
         return _migration(settings)
     if args.command == "agent-config":

@@ -6,11 +6,13 @@ from collections.abc import Awaitable, Callable
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from server.errors import DatabaseUnavailable
+from server.http.access_log import AccessLog
 
 Readiness = Callable[[], Awaitable[bool]]
 
@@ -32,11 +34,13 @@ def health_app(ready: Readiness) -> Starlette:
     async def livez(request: Request) -> Response:
         return JSONResponse({"status": "ok"})
 
-    return Starlette(routes=[Route("/healthcheck", healthcheck), Route("/livez", livez)])
+    return Starlette(
+        routes=[Route("/healthcheck", healthcheck), Route("/livez", livez)], middleware=[Middleware(AccessLog)]
+    )
 
 
 def metrics_app() -> Starlette:
     async def metrics(request: Request) -> Response:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
-    return Starlette(routes=[Route("/metrics", metrics)])
+    return Starlette(routes=[Route("/metrics", metrics)], middleware=[Middleware(AccessLog)])

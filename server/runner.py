@@ -19,8 +19,8 @@ from starlette.applications import Starlette
 from protocol import mqtt_config
 from protocol.errors import ConfigError
 from server import app as app_mod
-from server import dsn, embedded, health, listeners, migrate
-from server.dispatch import embedded_mqtt, instances, listen
+from server import dsn, embedded, health, listeners, logging_setup, migrate
+from server.dispatch import embedded_mqtt, instances, listen, summary
 from server.dispatch.transport import Transport, supervise
 from server.grpc import server as grpc_server_mod
 from server.services import watch
@@ -36,14 +36,30 @@ class StartupError(Exception):
 
 
 class _Server(uvicorn.Server):
-    """A uvicorn server that leaves signals to us: several run in one process and stop together."""
+    """A uvicorn server that leaves signals to us (several run in one process and stop together) and says once,
+    by name, where it serves; its own log records name the listener (:data:`logging_setup.LISTENER`)."""
+
+    def __init__(self, config: uvicorn.Config, name: str) -> None:
+        super().__init__(config)
+        self.name = name
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
         yield
 
+    async def serve(self, sockets: list[socket.socket] | None = None) -> None:
+        logging_setup.LISTENER.set(self.name)  # NB: this task's own context (asyncio copies one per task).
+        await super().serve(sockets)
 
-def _server(app: Starlette, settings: Settings, port: int) -> uvicorn.Server:
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        if self.started:
+            host, port = sockets[0].getsockname()[:2] if sockets else (self.config.host, self.config.port)
+            shown = f"[{host}]" if ":" in host else host
+            log.info("%s listening on http://%s:%d (uvicorn)", self.name, shown, port)
+
+
+def _server(app: Starlette, settings: Settings, port: int, name: str) -> uvicorn.Server:
     config = uvicorn.Config(
         app,
         host=settings.server_hostname,
@@ -54,7 +70,7 @@ def _server(app: Starlette, settings: Settings, port: int) -> uvicorn.Server:
         lifespan="on",
         timeout_graceful_shutdown=10,
     )
-    return _Server(config)
+    return _Server(config, name)
 
 
 def _is_loopback(host: str) -> bool:
@@ -163,6 +179,8 @@ async def _run(
         asyncio.create_task(feed.run(), name="status-feed"),
         asyncio.create_task(listen.listen(dsn.plain(url), logs.STATUS_CHANNEL, feed.wake), name="status-listen"),
     ]
+    if settings.log_summary_interval > 0:
+        background.append(asyncio.create_task(summary.run(settings.log_summary_interval), name="activity-summary"))
     grpc_server = None
     try:
         if settings.enable_grpc_server:
@@ -247,13 +265,12 @@ async def _serve(
             db_ok = bool(await conn.fetchval("SELECT true"))
         return db_ok and transport.connected and registry.registered.is_set()
 
-    servers = {
-        "REST": _server(
-            app_mod.create_app(settings, database=database, feed=feed), settings, settings.http_server_bindport
-        ),
-        "health": _server(health.health_app(ready), settings, settings.health_check_server_bindport),
-        "metrics": _server(health.metrics_app(), settings, settings.metrics_server_bindport),
+    apps = {
+        "REST": (app_mod.create_app(settings, database=database, feed=feed), settings.http_server_bindport),
+        "health": (health.health_app(ready), settings.health_check_server_bindport),
+        "metrics": (health.metrics_app(), settings.metrics_server_bindport),
     }
+    servers = {name: _server(app, settings, port, name) for name, (app, port) in apps.items()}
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -263,14 +280,6 @@ async def _serve(
         asyncio.create_task(s.serve(sockets=[sockets[name]]), name=f"uvicorn:{name}:{s.config.port}")
         for name, s in servers.items()
     ]
-    log.info(
-        "maestro server %s listening on %s: REST %d, health %d, metrics %d",
-        settings.client_id,
-        settings.server_hostname,
-        settings.http_server_bindport,
-        settings.health_check_server_bindport,
-        settings.metrics_server_bindport,
-    )
     stopper = asyncio.create_task(stop.wait(), name="stop-signal")
     done, _ = await asyncio.wait([*tasks, stopper], return_when=asyncio.FIRST_COMPLETED)
     for s in servers.values():

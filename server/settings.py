@@ -79,6 +79,9 @@ class Settings:
     # Logging
     log_level: str = opt("info", "debug, info, warning or error")
     log_format: Literal["text", "json"] = opt("text", "log line format")
+    log_summary_interval: float = opt(
+        60.0, "seconds between INFO lines counting published specs and stored statuses (none when idle; 0: off)"
+    )
 
     @property
     def auth_enabled(self) -> bool:

@@ -155,7 +155,7 @@ class Ingest:
             return await self._handle(received)
         except Drop as drop:
             metrics.STATUS_DROPPED.labels(drop.reason).inc()
-            log.info("dropped agent event on %s: %s (%s)", received.topic, drop, drop.reason)
+            log.debug("dropped agent event on %s: %s (%s)", received.topic, drop, drop.reason)
             return drop.reason
         except DatabaseUnavailable:
             metrics.STATUS_DROPPED.labels("database_unavailable").inc()
@@ -263,7 +263,7 @@ class Ingest:
                 )
                 await resources.hard_delete(conn, row.id)
                 metrics.STATUS_ACCEPTED.labels("delete").inc()
-                log.info("resource %s deleted on consumer %s (version %d)", row.id, row.consumer_name, row.version)
+                log.debug("resource %s deleted on consumer %s (version %d)", row.id, row.consumer_name, row.version)
                 return
             if report.version != target.version:
                 raise Drop(
@@ -279,7 +279,7 @@ class Ingest:
                 raise Drop("unchanged", f"resource {target.id}: status unchanged")
             await status.store(conn, target, report.stored())
         metrics.STATUS_ACCEPTED.labels("update").inc()
-        log.info(
+        log.debug(
             "status of resource %s on consumer %s (version %d) stored", target.id, target.consumer_name, target.version
         )
 

@@ -104,9 +104,8 @@ class Registry:
                 before = {n for n in names if owner(n, self.members) == self.id}
                 after = {n for n in names if owner(n, members) == self.id}
                 log.info(
-                    "replicas now %s (this is %s): owns %d consumers, gained %d",
+                    "replicas now %s: this one owns %d consumers, gained %d",
                     ",".join(members),
-                    self.id,
                     len(after),
                     len(after - before),
                 )

@@ -7,7 +7,12 @@
   gives the ServiceAccount what the agent needs and no more (``kubectl auth can-i --as``);
 - the real ``maestro agent``, authenticated as that ServiceAccount and started with the Deployment's arguments
   and the chart's broker config, applies a work without one forbidden call, and a kind the execution role does
-  not allow is refused by the apiserver, not by the agent.
+  not allow is refused by the apiserver, not by the agent;
+- the chart installed with ``helm install --wait``: the README's nginx walkthrough (``maestro resource apply
+  --wait``, ``kubectl get aw``, ``maestro resource delete --wait``) passes with the release's ServiceAccount token
+  and the execution role charts/README.md suggests, with one apply line in the agent's log;
+- the chart's ClusterRole without ``patch``, or ``list``, on AppliedWorks: the agent exits 1 with one line naming it;
+- every rendered object matches the Kubernetes OpenAPI schema of the cluster's version (offline, strict).
 
 The Deployment itself is not run (no image on this cluster): the agent runs on the host as the chart's
 ServiceAccount instead.
@@ -16,10 +21,15 @@ ServiceAccount instead.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
+import os
+import re
 import subprocess
+import sys
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +39,8 @@ import yaml
 from protocol import mqtt_config
 from tests.e2e.agent_support import AW_GROUP, configmap, deployment, is_true, ok, wait_for, wait_kube
 from tests.e2e.conftest import KubectlRunner
-from tests.e2e.hub_support import REPO_ROOT, AgentProcess, E2EHub
+from tests.e2e.hub_support import REPO_ROOT, AgentProcess, E2EHub, free_port
+from tests.e2e.schema_support import cluster_version, schema_errors
 from tests.fixtures.mosquitto import MQTTNames
 
 CHART = REPO_ROOT / "charts" / "maestro-agent"
@@ -150,33 +161,32 @@ def test_template_renders_the_agent(helm_bin: str) -> None:
     assert not config.tls
 
 
+NON_DEFAULT_VALUES: dict[str, Any] = {
+    "consumerName": "edge-7",
+    "sourceId": "hub-a",
+    "cloudeventsClientId": "edge-7-agent",
+    "installCRD": False,
+    "messageBroker": {
+        "mqtt": {
+            "host": "broker.example.com",
+            "port": 8883,
+            "username": "edge-7",
+            "password": "s3cret",
+            "protocolVersion": 3,
+            "existingTlsSecret": "broker-tls",
+            "tlsKeys": {"ca": "ca.crt", "cert": "tls.crt", "key": "tls.key"},
+        }
+    },
+    "rbac": {"executionClusterRole": "edge-deployer"},
+    "serviceAccount": {"name": "edge-agent"},
+    "metrics": {"serviceMonitor": {"enabled": True, "labels": {"release": "prom"}}},
+    "extraArgs": ["--kube-api-qps=5"],
+}
+
+
 def test_template_with_values(helm_bin: str, tmp_path: Path) -> None:
     values = tmp_path / "values.yaml"
-    values.write_text(
-        yaml.safe_dump(
-            {
-                "consumerName": "edge-7",
-                "sourceId": "hub-a",
-                "cloudeventsClientId": "edge-7-agent",
-                "installCRD": False,
-                "messageBroker": {
-                    "mqtt": {
-                        "host": "broker.example.com",
-                        "port": 8883,
-                        "username": "edge-7",
-                        "password": "s3cret",
-                        "protocolVersion": 3,
-                        "existingTlsSecret": "broker-tls",
-                        "tlsKeys": {"ca": "ca.crt", "cert": "tls.crt", "key": "tls.key"},
-                    }
-                },
-                "rbac": {"executionClusterRole": "edge-deployer"},
-                "serviceAccount": {"name": "edge-agent"},
-                "metrics": {"serviceMonitor": {"enabled": True, "labels": {"release": "prom"}}},
-                "extraArgs": ["--kube-api-qps=5"],
-            }
-        )
-    )
+    values.write_text(yaml.safe_dump(NON_DEFAULT_VALUES))
     objects = render(helm_bin, "maestro-agent", "edge", "-f", str(values))
     config = yaml.safe_load(broker_config(objects))
     assert config == {
@@ -251,6 +261,46 @@ def test_bad_values_fail(helm_bin: str, pairs: tuple[str, ...], error: str) -> N
         assert error in result.stderr, result.stderr
 
 
+SCHEMA_VALUE_SETS: dict[str, tuple[str, ...]] = {
+    "defaults": ("consumerName=cluster1",),
+    "metrics-service": ("consumerName=cluster1", "metrics.service.enabled=true", "metrics.serviceMonitor.enabled=true"),
+    "no-crd-no-rbac": (
+        "consumerName=cluster1", "installCRD=false", "rbac.create=false", "serviceAccount.create=false",
+        "messageBroker.mqtt.existingTlsSecret=tls", "messageBroker.mqtt.tlsKeys.cert=tls.crt",
+        "messageBroker.mqtt.tlsKeys.key=tls.key",
+    ),
+    "pod-settings": (
+        "consumerName=cluster1", "resources.limits.cpu=1", "resources.requests.memory=64Mi",
+        "nodeSelector.kubernetes\\.io/os=linux", "tolerations[0].key=edge", "tolerations[0].operator=Exists",
+        "podAnnotations.a=b", "podLabels.team=edge", "priorityClassName=system-cluster-critical",
+        "imagePullSecrets[0]=pull",
+    ),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("pairs", list(SCHEMA_VALUE_SETS.values()), ids=list(SCHEMA_VALUE_SETS))
+def test_rendered_objects_match_the_kubernetes_schema(helm_bin: str, pairs: tuple[str, ...]) -> None:
+    """Offline, strict (unknown fields are errors), for the e2e cluster's Kubernetes version; CRD included."""
+    objects = render(helm_bin, "rel", "agents", "--include-crds", *sets(*pairs))
+    assert "CustomResourceDefinition" in {o["kind"] for o in objects} or "installCRD=false" in pairs
+    assert not schema_errors(objects), f"Kubernetes {cluster_version()}:\n" + "\n".join(schema_errors(objects))
+
+
+def test_rendered_non_default_values_match_the_kubernetes_schema(helm_bin: str, tmp_path: Path) -> None:
+    values = tmp_path / "values.yaml"
+    values.write_text(yaml.safe_dump(NON_DEFAULT_VALUES))
+    assert not schema_errors(render(helm_bin, "maestro-agent", "edge", "--include-crds", "-f", str(values)))
+
+
+def test_the_schema_check_catches_what_the_values_schema_lets_through(helm_bin: str) -> None:
+    """``resources`` is passed through as given: a misspelt key renders, and only the Kubernetes schema sees it."""
+    objects = render(helm_bin, "rel", "agents", *sets("consumerName=cluster1", "resources.limts.cpu=1"))
+    assert schema_errors(objects) == [
+        "Deployment rel-maestro-agent: spec.template.spec.containers.0.resources:"
+        " Additional properties are not allowed ('limts' was unexpected)"
+    ]
+
+
 # -- against the cluster ----------------------------------------------------------------------------------------
 
 
@@ -272,31 +322,80 @@ def test_rendered_manifests_pass_server_dry_run(helm_bin: str, kubectl: KubectlR
         assert result.stdout.count("\n") == len(kinds), result.stdout
 
 
-@pytest.fixture
-def chart_rbac(helm_bin: str, kubectl: KubectlRunner, namespace: str) -> Iterator[tuple[str, list[dict[str, Any]]]]:
-    """The chart's ServiceAccount, broker Secret and (Cluster)Roles/Bindings created for real, the execution role
-    bound to a ClusterRole that only manages ConfigMaps; yields ``(ServiceAccount name, rendered objects)``.
-    The cluster-scoped objects and those in ``default`` are deleted afterwards (the namespace goes with the
+CONFIGMAPS_ONLY = [{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["*"]}]
+WORKLOAD_VERBS = ["get", "list", "watch", "create", "update", "patch", "delete"]
+DOCUMENTED_EXECUTION_ROLE = [
+    # charts/README.md, "RBAC": "one that allows Deployments, Services and ConfigMaps only", with get, list and
+    # watch besides the write verbs, and delete.
+    {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": WORKLOAD_VERBS},
+    {"apiGroups": [""], "resources": ["services", "configmaps"], "verbs": WORKLOAD_VERBS},
+]
+
+
+@contextlib.contextmanager
+def rbac_of_the_chart(
+    helm_bin: str,
+    kubectl: KubectlRunner,
+    namespace: str,
+    execution_rules: list[dict[str, Any]],
+    *,
+    without_verb: str | None = None,
+) -> Iterator[tuple[str, list[dict[str, Any]]]]:
+    """The chart's CRD, ServiceAccount and (Cluster)Roles/Bindings created for real, the execution role
+    bound to a ClusterRole with ``execution_rules`` (and ``without_verb`` taken out of the agent's own
+    AppliedWork rule); yields ``(ServiceAccount name, rendered objects)`` once the apiserver's authorizer applies
+    them. The cluster-scoped objects and those in ``default`` are deleted afterwards (the namespace goes with the
     ``namespace`` fixture)."""
     release = release_name()
-    narrow = f"{release}-configmaps-only"
+    narrow = f"{release}-execution"
     objects = render(
-        helm_bin, release, namespace, *sets("consumerName=cluster1", f"rbac.executionClusterRole={narrow}")
+        helm_bin,
+        release,
+        namespace,
+        "--include-crds",
+        *sets("consumerName=cluster1", f"rbac.executionClusterRole={narrow}"),
     )
-    narrow_role = {
+    if without_verb is not None:
+        rule = next(r for r in find(objects, "ClusterRole")["rules"] if r["resources"] == ["appliedworks"])
+        rule["verbs"].remove(without_verb)
+    execution_role = {
         "apiVersion": "rbac.authorization.k8s.io/v1",
         "kind": "ClusterRole",
         "metadata": {"name": narrow, "labels": {"app.kubernetes.io/instance": release}},
-        "rules": [{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["*"]}],
+        "rules": execution_rules,
     }
-    created = [narrow_role, *(o for o in objects if o["kind"] in RBAC_KINDS)]
+    # NB: the CRD as helm installs it (crds/); it is shared by the session's agents and never deleted.
+    created = [execution_role, *(o for o in objects if o["kind"] in {"CustomResourceDefinition", *RBAC_KINDS})]
     try:
         kubectl("apply", "-f", "-", input=yaml.safe_dump_all(created))
-        yield find(objects, "ServiceAccount")["metadata"]["name"], objects
+        sa = find(objects, "ServiceAccount")["metadata"]["name"]
+        who = f"system:serviceaccount:{namespace}:{sa}"
+        # NB: the authorizer sees new bindings through an informer, kubectl the CRD through discovery: wait until
+        # both have caught up.
+        assert wait_until(
+            lambda: can_i(kubectl, who, "get", AW) and can_i(kubectl, who, "get", "secrets", "-n", namespace)
+        )
+        yield sa, objects
     finally:
         selector = f"app.kubernetes.io/instance={release}"
         kubectl("delete", "clusterrole,clusterrolebinding", "-l", selector, "--ignore-not-found", check=False)
         kubectl("delete", "role,rolebinding", "-n", "default", "-l", selector, "--ignore-not-found", check=False)
+
+
+@pytest.fixture
+def chart_rbac(helm_bin: str, kubectl: KubectlRunner, namespace: str) -> Iterator[tuple[str, list[dict[str, Any]]]]:
+    """:func:`rbac_of_the_chart` with an execution role that only manages ConfigMaps."""
+    with rbac_of_the_chart(helm_bin, kubectl, namespace, CONFIGMAPS_ONLY) as created:
+        yield created
+
+
+def wait_until(check: Callable[[], bool], timeout: float = 30.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.2)
+    return True
 
 
 def can_i(kubectl: KubectlRunner, who: str, *args: str) -> bool:
@@ -380,6 +479,46 @@ def sa_kubeconfig(kubectl: KubectlRunner, namespace: str, sa: str, path: Path) -
     return path
 
 
+def chart_agent(
+    helm_bin: str,
+    kubectl: KubectlRunner,
+    namespace: str,
+    sa: str,
+    hub: E2EHub,
+    mqtt_names: MQTTNames,
+    tmp_path: Path,
+) -> AgentProcess:
+    """``maestro agent`` (not started) with the chart's broker config and Deployment flags for this hub, as the
+    pod would run it, authenticated with a token of the chart's ServiceAccount ``sa``."""
+    objects = render(
+        helm_bin,
+        "live",
+        namespace,
+        *sets(
+            f"consumerName={hub.consumer}",
+            f"sourceId={hub.source}",
+            f"messageBroker.mqtt.host={hub.broker_host}",
+            f"messageBroker.mqtt.port={hub.broker_port}",
+            f"cloudeventsClientId={mqtt_names.client_id('agent')}",
+        ),
+    )
+    config = tmp_path / "mqtt" / "config.yaml"
+    config.parent.mkdir(exist_ok=True)
+    config.write_text(broker_config(objects))
+    pod_only = ("--workload-source-config=", "--agent-namespace=", "--healthz-host=", "--healthz-bindport=")
+    args = [a for a in agent_args(objects) if not a.startswith(pod_only)]
+    assert "--install-crd" in args
+    return AgentProcess(
+        consumer=hub.consumer,
+        workload_source_config=config,
+        kubeconfig=sa_kubeconfig(kubectl, namespace, sa, tmp_path / "sa.kubeconfig"),
+        agent_namespace=namespace,
+        client_id=mqtt_names.client_id("agent"),
+        log=tmp_path / "agent.log",
+        extra_args=args,
+    )
+
+
 FORBIDDEN_MARKERS = ("Forbidden", "forbidden", "Not enough permissions", "could not post event", "watch of")
 
 
@@ -393,34 +532,7 @@ async def test_agent_runs_with_the_chart_rbac(
     tmp_path: Path,
 ) -> None:
     sa, _ = chart_rbac
-    # The chart rendered for this hub: its broker config and its Deployment's flags, as the pod would run them.
-    objects = render(
-        helm_bin,
-        "live",
-        namespace,
-        *sets(
-            f"consumerName={e2e_hub.consumer}",
-            f"sourceId={e2e_hub.source}",
-            f"messageBroker.mqtt.host={e2e_hub.broker_host}",
-            f"messageBroker.mqtt.port={e2e_hub.broker_port}",
-            f"cloudeventsClientId={mqtt_names.client_id('agent')}",
-        ),
-    )
-    config = tmp_path / "mqtt" / "config.yaml"
-    config.parent.mkdir()
-    config.write_text(broker_config(objects))
-    pod_only = ("--workload-source-config=", "--agent-namespace=", "--healthz-host=", "--healthz-bindport=")
-    args = [a for a in agent_args(objects) if not a.startswith(pod_only)]
-    assert "--install-crd" in args
-    agent = AgentProcess(
-        consumer=e2e_hub.consumer,
-        workload_source_config=config,
-        kubeconfig=sa_kubeconfig(kubectl, namespace, sa, tmp_path / "sa.kubeconfig"),
-        agent_namespace=namespace,
-        client_id=mqtt_names.client_id("agent"),
-        log=tmp_path / "agent.log",
-        extra_args=args,
-    )
+    agent = chart_agent(helm_bin, kubectl, namespace, sa, e2e_hub, mqtt_names, tmp_path)
     await e2e_hub.create_consumer()
     agent.start()
     try:
@@ -458,6 +570,146 @@ async def test_agent_runs_with_the_chart_rbac(
     finally:
         code = agent.stop()
     assert code == 0, agent.tail()
+
+
+@contextlib.contextmanager
+def installed_agent_chart(
+    helm_bin: str,
+    kubectl: KubectlRunner,
+    kubeconfig: str,
+    namespace: str,
+    hub: E2EHub,
+    mqtt_names: MQTTNames,
+    execution_rules: list[dict[str, Any]],
+) -> Iterator[str]:
+    """``helm install --wait`` of the agent chart for this hub (kwok plays the kubelet: the pod runs nothing), its
+    execution role a ClusterRole with ``execution_rules``; yields the release's ServiceAccount once the authorizer
+    grants its rights. ``helm uninstall`` afterwards (the CRD stays, as helm leaves crds/)."""
+    release = release_name()
+    execution = f"{release}-execution"
+    role = {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "ClusterRole",
+        "metadata": {"name": execution},
+        "rules": execution_rules,
+    }
+    common = ["--namespace", namespace, "--kubeconfig", kubeconfig]
+    kubectl("apply", "-f", "-", input=yaml.safe_dump(role))
+    try:
+        values = sets(
+            f"consumerName={hub.consumer}",
+            f"sourceId={hub.source}",
+            f"messageBroker.mqtt.host={hub.broker_host}",
+            f"messageBroker.mqtt.port={hub.broker_port}",
+            f"cloudeventsClientId={mqtt_names.client_id('agent')}",
+            f"rbac.executionClusterRole={execution}",
+        )
+        helm(helm_bin, "install", release, str(CHART), *common, "--wait", "--timeout", "120s", *values)
+        try:
+            sa = f"{release}-maestro-agent"
+            who = f"system:serviceaccount:{namespace}:{sa}"
+            assert wait_until(lambda: can_i(kubectl, who, "patch", AW) and can_i(kubectl, who, "watch", "deployments"))
+            yield sa
+        finally:
+            helm(helm_bin, "uninstall", release, *common, check=False)
+    finally:
+        kubectl("delete", "clusterrole", execution, "--ignore-not-found", check=False)
+
+
+async def test_seed_flow_with_the_installed_chart_and_the_documented_execution_role(
+    helm_bin: str,
+    kubectl: KubectlRunner,
+    kubeconfig: str,
+    namespace: str,
+    e2e_hub: E2EHub,
+    mqtt_names: MQTTNames,
+    tmp_path: Path,
+) -> None:
+    """The README's walkthrough on this cluster: the agent chart installed with ``helm install``, and the nginx
+    Deployment applied with ``maestro resource apply --wait`` by an agent that runs with that release's
+    ServiceAccount token: exactly the chart's rights plus the execution role charts/README.md suggests."""
+    nginx = tmp_path / "nginx.yaml"
+    nginx.write_text(yaml.safe_dump(deployment("nginx", namespace)))
+    chart = installed_agent_chart(
+        helm_bin, kubectl, kubeconfig, namespace, e2e_hub, mqtt_names, DOCUMENTED_EXECUTION_ROLE
+    )
+    with chart as sa:
+        agent = chart_agent(helm_bin, kubectl, namespace, sa, e2e_hub, mqtt_names, tmp_path)
+        await e2e_hub.create_consumer()
+        agent.start()
+        try:
+            await agent.wait_healthy(60)
+            applied = maestro_cli(e2e_hub, "resource", "apply", "-f", str(nginx), "--consumer", e2e_hub.consumer,
+                                  "--wait", "--timeout", "2m", "-o", "json")  # fmt: skip
+            assert applied.returncode == 0, applied.stderr + agent.tail()
+            resource = json.loads(applied.stdout)
+            rid = resource["id"]
+            works = json.loads(kubectl("get", "aw", "-o", "json").stdout)["items"]
+            assert rid in [w["metadata"]["name"] for w in works]
+            nginx_deployment = wait_kube(kubectl, lambda d: d is not None, "deployment", "nginx", "-n", namespace)
+            assert nginx_deployment is not None
+            # The agent's log: one INFO line for this apply, naming its consumer; not one forbidden call.
+            log = agent.output()
+            applies = re.findall(rf"^.* INFO \S+ agent\.reconcile: work {rid}: .*$", log, re.MULTILINE)
+            assert [line.split(" ", 3)[3] for line in applies] == [
+                f"{e2e_hub.consumer} agent.reconcile: work {rid}: version 1, 1 manifests: applied"
+            ], agent.tail()
+            assert not [line for line in log.splitlines() if any(m in line for m in FORBIDDEN_MARKERS)], agent.tail()
+
+            deleted = maestro_cli(e2e_hub, "resource", "delete", rid, "--wait", "--timeout", "2m")
+            assert deleted.returncode == 0, deleted.stderr + agent.tail()
+            assert wait_kube(kubectl, lambda d: d is None, "deployment", "nginx", "-n", namespace) is None
+            assert wait_kube(kubectl, lambda a: a is None, AW, rid) is None
+        finally:
+            code = agent.stop()
+        assert code == 0, agent.tail()
+        # Nothing went wrong, so the log says nothing is wrong: no ERROR or WARNING (kopf's planned retries while
+        # the Deployment is deleted are DEBUG), and none of kopf's start-up narration.
+        lines = agent.output().splitlines()
+        assert not [line for line in lines if " ERROR " in line or " WARNING " in line], agent.tail()
+        assert not [line for line in lines if "authentication" in line], agent.tail()
+
+
+def maestro_cli(hub: E2EHub, *args: str) -> subprocess.CompletedProcess[str]:
+    """The ``maestro`` CLI against the hub (as the README runs it)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MAESTRO_")}
+    env["MAESTRO_REST_URL"] = hub.api.removesuffix("/api/maestro/v1")
+    return subprocess.run(
+        [sys.executable, "-m", "server.cli", *args], capture_output=True, text=True, env=env, timeout=180
+    )
+
+
+@pytest.mark.parametrize("verb", ["patch", "list"])
+def test_agent_without_a_right_it_needs_stops_with_one_line(
+    helm_bin: str, kubectl: KubectlRunner, namespace: str, mqtt_names: MQTTNames, tmp_path: Path, verb: str
+) -> None:
+    """The chart's ClusterRole with one AppliedWork verb taken out: the agent names it at start and exits 1,
+    instead of running with kopf or the apply failing on 403s in its log."""
+    config = tmp_path / "mqtt.yaml"
+    config.write_text(
+        f"brokerHost: 127.0.0.1:{free_port()}\n"
+        "topics:\n"
+        "  sourceEvents: sources/maestro/consumers/cluster1/sourceevents\n"
+        "  agentEvents: sources/maestro/consumers/cluster1/agentevents\n"
+    )
+    with rbac_of_the_chart(helm_bin, kubectl, namespace, CONFIGMAPS_ONLY, without_verb=verb) as (sa, _):
+        agent = AgentProcess(
+            consumer="cluster1",
+            workload_source_config=config,
+            kubeconfig=sa_kubeconfig(kubectl, namespace, sa, tmp_path / "sa.kubeconfig"),
+            agent_namespace=namespace,
+            client_id=mqtt_names.client_id("agent"),
+            log=tmp_path / "agent.log",
+        )
+        agent.start()
+        assert agent.process is not None
+        code = agent.process.wait(timeout=60)
+    assert code == 1, agent.tail()
+    errors = [line for line in agent.output().splitlines() if not re.match(r"^\d{4}-\d\d-\d\d ", line)]
+    assert errors == [
+        f"maestro agent: RBAC does not let the agent {verb} appliedworks.work.maestro-py.io: grant the"
+        " maestro-agent chart's ClusterRole and Role (charts/README.md, RBAC)"
+    ]
 
 
 def _applied(body: dict[str, Any]) -> bool:

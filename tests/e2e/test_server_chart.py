@@ -49,6 +49,7 @@ from server import cli as server_cli
 from server import settings as server_settings
 from tests.e2e.conftest import KubectlRunner
 from tests.e2e.hub_support import REPO_ROOT, free_port
+from tests.e2e.schema_support import cluster_version, schema_errors
 from tests.fixtures.mosquitto import MosquittoServer
 
 CHART = REPO_ROOT / "charts" / "maestro-server"
@@ -284,46 +285,46 @@ def test_template_minimal(helm_bin: str, monkeypatch: pytest.MonkeyPatch) -> Non
     assert (config.host, config.port, config.protocol_version, config.username) == ("broker", 1883, 5, None)
 
 
+DB_PASSWORD = "p@ss:/w%rd#?&"
+NON_DEFAULT_VALUES: dict[str, Any] = {
+    "replicas": 2,
+    "subscriptionType": "broadcast",
+    "sourceId": "hub-a",
+    "database": {
+        "host": "db.example.com",
+        "port": 6432,
+        "user": "hub",
+        "password": DB_PASSWORD,
+        "name": "maestro_a",
+        "sslMode": "verify-full",
+        "caSecret": "db-ca",
+        "maxOpenConnections": 20,
+    },
+    "messageBroker": {
+        "mqtt": {
+            "host": "mqtt.example.com",
+            "port": 8883,
+            "username": "hub-a",
+            "password": "mq",
+            "existingTlsSecret": "mqtt-tls",
+        }
+    },
+    "server": {
+        "grpc": {"tls": {"existingSecret": "grpc-tls", "clientCaKey": "ca.crt"}},
+        "logFormat": "json",
+        "extraArgs": ["--heartbeat-interval=5"],
+        "extraEnv": [{"name": "OTEL_SERVICE_NAME", "value": "maestro"}],
+    },
+    "auth": {"jwksConfigMap": "jwks", "issuer": "https://issuer.example.com", "audience": "maestro"},
+    "service": {"type": "NodePort", "httpNodePort": 30080, "grpcNodePort": 30090},
+    "metrics": {"serviceMonitor": {"enabled": True, "labels": {"release": "prom"}}},
+}
+
+
 def test_template_non_default(helm_bin: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    password = "p@ss:/w%rd#?&"
+    password = DB_PASSWORD
     values = tmp_path / "values.yaml"
-    values.write_text(
-        yaml.safe_dump(
-            {
-                "replicas": 2,
-                "subscriptionType": "broadcast",
-                "sourceId": "hub-a",
-                "database": {
-                    "host": "db.example.com",
-                    "port": 6432,
-                    "user": "hub",
-                    "password": password,
-                    "name": "maestro_a",
-                    "sslMode": "verify-full",
-                    "caSecret": "db-ca",
-                    "maxOpenConnections": 20,
-                },
-                "messageBroker": {
-                    "mqtt": {
-                        "host": "mqtt.example.com",
-                        "port": 8883,
-                        "username": "hub-a",
-                        "password": "mq",
-                        "existingTlsSecret": "mqtt-tls",
-                    }
-                },
-                "server": {
-                    "grpc": {"tls": {"existingSecret": "grpc-tls", "clientCaKey": "ca.crt"}},
-                    "logFormat": "json",
-                    "extraArgs": ["--heartbeat-interval=5"],
-                    "extraEnv": [{"name": "OTEL_SERVICE_NAME", "value": "maestro"}],
-                },
-                "auth": {"jwksConfigMap": "jwks", "issuer": "https://issuer.example.com", "audience": "maestro"},
-                "service": {"type": "NodePort", "httpNodePort": 30080, "grpcNodePort": 30090},
-                "metrics": {"serviceMonitor": {"enabled": True, "labels": {"release": "prom"}}},
-            }
-        )
-    )
+    values.write_text(yaml.safe_dump(NON_DEFAULT_VALUES))
     objects = render(helm_bin, "rel", "hub", "-f", str(values))
     assert find(objects, "Deployment")["spec"]["replicas"] == 2
 
@@ -531,22 +532,50 @@ def test_bad_values_fail(helm_bin: str, pairs: tuple[str, ...], error: str) -> N
         assert error in result.stderr, result.stderr
 
 
+VALUE_SETS: dict[str, tuple[str, ...]] = {
+    "minimal": MINIMAL,
+    "development": (*DEV, "replicas=2", "subscriptionType=broadcast", "metrics.serviceMonitor.enabled=true"),
+    "database-fields": (
+        "database.host=db", "database.password=x", "database.caSecret=ca", "messageBroker.mqtt.host=b",
+        "server.grpc.tls.existingSecret=grpc", "auth.jwksConfigMap=jwks", "service.type=NodePort",
+        "mosquitto.enabled=false", "serviceAccount.create=false",
+        "server.extraVolumes[0].name=authz", "server.extraVolumes[0].configMap.name=authz",
+        "server.extraVolumeMounts[0].name=authz", "server.extraVolumeMounts[0].mountPath=/config/authz",
+    ),
+}  # fmt: skip
+"""Value sets rendered for the server-side dry-run and the offline schema check."""
+
+
+@pytest.mark.parametrize("pairs", list(VALUE_SETS.values()), ids=list(VALUE_SETS))
+def test_rendered_objects_match_the_kubernetes_schema(helm_bin: str, pairs: tuple[str, ...]) -> None:
+    """Offline, strict (unknown fields are errors), for the e2e cluster's Kubernetes version."""
+    objects = render(helm_bin, "rel", "hub", *sets(*pairs))
+    assert not schema_errors(objects), f"Kubernetes {cluster_version()}:\n" + "\n".join(schema_errors(objects))
+
+
+def test_rendered_non_default_values_match_the_kubernetes_schema(helm_bin: str, tmp_path: Path) -> None:
+    values = tmp_path / "values.yaml"
+    values.write_text(yaml.safe_dump(NON_DEFAULT_VALUES))
+    assert not schema_errors(render(helm_bin, "rel", "hub", "-f", str(values)))
+
+
+def test_the_schema_check_catches_what_the_values_schema_lets_through(helm_bin: str) -> None:
+    """``server.extraEnv`` items are checked for a name only: a misspelt key renders; the Kubernetes schema sees it."""
+    objects = render(helm_bin, "rel", "hub", *sets(*MINIMAL, "server.extraEnv[0].name=X", "server.extraEnv[0].vaule=y"))
+    [error] = schema_errors(objects)
+    assert re.fullmatch(
+        r"Deployment rel-maestro: spec\.template\.spec\.containers\.0\.env\.\d+:"
+        r" Additional properties are not allowed \('vaule' was unexpected\)",
+        error,
+    ), error
+
+
 # -- against the cluster ----------------------------------------------------------------------------------------
 
 
 def test_rendered_manifests_pass_server_dry_run(helm_bin: str, kubectl: KubectlRunner, namespace: str) -> None:
     """Every rendered object but the ServiceMonitor (prometheus-operator's CRD is not on this cluster)."""
-    for pairs in (
-        MINIMAL,
-        (*DEV, "replicas=2", "subscriptionType=broadcast", "metrics.serviceMonitor.enabled=true"),
-        (
-            "database.host=db", "database.password=x", "database.caSecret=ca", "messageBroker.mqtt.host=b",
-            "server.grpc.tls.existingSecret=grpc", "auth.jwksConfigMap=jwks", "service.type=NodePort",
-            "mosquitto.enabled=false", "serviceAccount.create=false",
-            "server.extraVolumes[0].name=authz", "server.extraVolumes[0].configMap.name=authz",
-            "server.extraVolumeMounts[0].name=authz", "server.extraVolumeMounts[0].mountPath=/config/authz",
-        ),
-    ):  # fmt: skip
+    for pairs in VALUE_SETS.values():
         out = helm(helm_bin, "template", release_name(), str(CHART), "--namespace", namespace, *sets(*pairs)).stdout
         docs = [doc for doc in yaml.safe_load_all(out) if doc and doc["kind"] != "ServiceMonitor"]
         assert "Deployment" in {doc["kind"] for doc in docs}
