@@ -194,7 +194,7 @@ class Maintenance:
                 payload=row.payload,
             )
             await maintenance.reconcile_events_of(conn, row.id)
-            await resources.hard_delete(conn, row.id)
+            await resources.hard_delete(conn, row.id, actor="hub:delete-retired")
         return True
 
     async def prune(self) -> int:

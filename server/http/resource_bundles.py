@@ -20,7 +20,9 @@ async def list_bundles(request: Request) -> Response:
 
 async def create_bundle(request: Request) -> Response:
     body = await bodies.json_object(request)
-    row = await resources.create_bundle(state.database(request), body, source=state.settings(request).source_id)
+    row = await resources.create_bundle(
+        state.database(request), body, source=state.settings(request).source_id, actor=state.actor(request)
+    )
     return JSONResponse(presenters.bundle(row), status_code=201)
 
 
@@ -31,11 +33,13 @@ async def get_bundle(request: Request) -> Response:
 
 async def replace_bundle(request: Request) -> Response:
     body = await bodies.json_object(request)
-    row = await resources.replace_bundle(state.database(request), request.path_params["id"], body)
+    row = await resources.replace_bundle(
+        state.database(request), request.path_params["id"], body, actor=state.actor(request)
+    )
     return JSONResponse(presenters.bundle(row))
 
 
 async def delete_bundle(request: Request) -> Response:
     # As upstream: deleting an unknown or already-deleting bundle is a successful no-op.
-    await resources.mark_deleting(state.database(request), request.path_params["id"])
+    await resources.mark_deleting(state.database(request), request.path_params["id"], actor=state.actor(request))
     return Response(status_code=204)

@@ -19,7 +19,9 @@ async def list_resources(request: Request) -> Response:
 
 async def create_resource(request: Request) -> Response:
     body = await bodies.json_object(request)
-    row = await resources.create_single(state.database(request), body, source=state.settings(request).source_id)
+    row = await resources.create_single(
+        state.database(request), body, source=state.settings(request).source_id, actor=state.actor(request)
+    )
     return JSONResponse(presenters.resource(row), status_code=201)
 
 
@@ -30,12 +32,16 @@ async def get_resource(request: Request) -> Response:
 
 async def patch_resource(request: Request) -> Response:
     body = await bodies.json_object(request)
-    row = await resources.patch_single(state.database(request), request.path_params["id"], body)
+    row = await resources.patch_single(
+        state.database(request), request.path_params["id"], body, actor=state.actor(request)
+    )
     return JSONResponse(presenters.resource(row))
 
 
 async def delete_resource(request: Request) -> Response:
     rid = request.path_params["id"]
-    if not await resources.mark_deleting(state.database(request), rid, expect_type="Single"):
+    if not await resources.mark_deleting(
+        state.database(request), rid, expect_type="Single", actor=state.actor(request)
+    ):
         raise NotFound(f"Resource with id='{rid}' not found")
     return Response(status_code=204)
