@@ -24,8 +24,8 @@ SELECT r.id, r.consumer_name, 'Snapshot', r.version,
        r.updated_at, now()
 FROM resources r ORDER BY r.updated_at, r.id;
 
--- History and rebuild read one resource's events in log order.
+-- History reads one resource's spec events in log order, and its statuses per version.
 DROP INDEX events_source_id_idx;
 CREATE INDEX events_source_id_idx ON events (source_id, id);
 DROP INDEX status_events_resource_id_idx;
-CREATE INDEX status_events_resource_id_idx ON status_events (resource_id, id);
+CREATE INDEX status_events_resource_id_idx ON status_events (resource_id, version, id);

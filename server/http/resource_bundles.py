@@ -7,7 +7,7 @@ import functools
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from server.http import bodies, listing, presenters, state, watch
+from server.http import bodies, history, listing, presenters, state, watch
 from server.services import resources
 
 
@@ -27,6 +27,8 @@ async def create_bundle(request: Request) -> Response:
 
 
 async def get_bundle(request: Request) -> Response:
+    if history.version_asked(request):
+        return await history.at_version(request, expect_type=None, present=presenters.bundle)
     row = await resources.get(state.database(request), request.path_params["id"])
     return JSONResponse(presenters.bundle(row))
 

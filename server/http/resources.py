@@ -8,7 +8,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from server.errors import NotFound
-from server.http import bodies, listing, presenters, state
+from server.http import bodies, history, listing, presenters, state
 from server.services import resources
 
 
@@ -26,6 +26,8 @@ async def create_resource(request: Request) -> Response:
 
 
 async def get_resource(request: Request) -> Response:
+    if history.version_asked(request):
+        return await history.at_version(request, expect_type="Single", present=presenters.resource)
     row = await resources.get(state.database(request), request.path_params["id"], expect_type="Single")
     return JSONResponse(presenters.resource(row))
 
