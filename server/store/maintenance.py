@@ -1,4 +1,5 @@
-"""SQL for the periodic repairs of the outbox: undelivered specs, unconfirmed deletes, log retention."""
+"""SQL for the periodic repairs of the outbox: undelivered specs, unconfirmed deletes, log retention and
+compaction."""
 
 from __future__ import annotations
 
@@ -76,13 +77,48 @@ async def reconcile_events_of(conn: Conn, resource_id: str) -> None:
     )
 
 
-async def prune(conn: Conn, *, older_than: float) -> dict[str, Any]:
-    """Drop reconciled spec events and status events older than the retention."""
+_LATEST_FACT = (
+    "SELECT DISTINCT ON (source_id) source_id, id FROM events WHERE payload IS NOT NULL ORDER BY source_id, id DESC"
+)
+
+
+async def prune(conn: Conn, *, older_than: float, versions_kept: int = 0) -> dict[str, Any]:
+    """Compact the event logs; returns how many rows each lost.
+
+    Spec log: a reconciled event goes when it is older than ``older_than`` seconds, or (``versions_kept`` > 0)
+    when its version is not among its resource's newest ``versions_kept``. Never pending events (the dispatcher
+    has not published them yet) nor the latest fact of a resource that still has a row (the latest version of a
+    live resource, the delete request of a deleting one: what ``maestro admin rebuild`` reads). The events of a
+    resource whose delete completed go together, once the newest is older than ``older_than`` (so the log never
+    keeps an older fact of it without its ``Deleted``).
+
+    Status log: only by age (watchers resume from a cursor anywhere within the retention window), and never the
+    latest status event of a resource that still has a row.
+    """
     spec = await conn.execute(
-        "DELETE FROM events WHERE reconciled_date IS NOT NULL AND created_at < now() - make_interval(secs => $1)",
+        f"WITH latest AS ({_LATEST_FACT}),"
+        " newest AS (SELECT source_id, max(version) AS version FROM events GROUP BY source_id)"
+        " DELETE FROM events e USING newest n WHERE n.source_id = e.source_id AND e.reconciled_date IS NOT NULL"
+        " AND (e.created_at < now() - make_interval(secs => $1) OR ($2 > 0 AND e.version <= n.version - $2))"
+        " AND NOT EXISTS (SELECT 1 FROM latest l WHERE l.id = e.id)"
+        " AND (EXISTS (SELECT 1 FROM resources r WHERE r.id = e.source_id)"
+        "  OR ($2 > 0 AND e.version <= n.version - $2))",
+        older_than,
+        versions_kept,
+    )
+    gone = await conn.execute(
+        "DELETE FROM events e WHERE e.reconciled_date IS NOT NULL AND e.source_id IN (SELECT source_id FROM events"
+        "  GROUP BY source_id HAVING max(created_at) < now() - make_interval(secs => $1))"
+        " AND NOT EXISTS (SELECT 1 FROM resources r WHERE r.id = e.source_id)",
         older_than,
     )
     status = await conn.execute(
-        "DELETE FROM status_events WHERE created_at < now() - make_interval(secs => $1)", older_than
+        "DELETE FROM status_events s WHERE s.created_at < now() - make_interval(secs => $1)"
+        " AND NOT (EXISTS (SELECT 1 FROM resources r WHERE r.id = s.resource_id)"
+        "  AND s.id = (SELECT max(x.id) FROM status_events x WHERE x.resource_id = s.resource_id))",
+        older_than,
     )
-    return {"events": int(spec.split()[-1]), "status_events": int(status.split()[-1])}
+    return {
+        "events": int(spec.split()[-1]) + int(gone.split()[-1]),
+        "status_events": int(status.split()[-1]),
+    }
