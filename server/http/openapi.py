@@ -318,8 +318,8 @@ HISTORY_PARAMS: Final = [
     {
         "name": "size",
         "in": "query",
-        "schema": {"type": "integer", "minimum": 1, "maximum": 500},
-        "description": "entries per page (default 100)",
+        "schema": {"type": "integer", "minimum": 1, "maximum": 100},
+        "description": "entries per page (default 20)",
     },
 ]
 

@@ -14,8 +14,8 @@ from server.store import history
 from server.store.db import Conn, connection
 from server.store.rows import ResourceRow, ResourceType
 
-DEFAULT_SIZE: Final = 100
-MAX_SIZE: Final = 500
+DEFAULT_SIZE: Final = 20
+MAX_SIZE: Final = 100
 
 
 @dataclass(frozen=True)

@@ -135,7 +135,7 @@ async def test_unknown_compacted_or_malformed_requests_say_why(
     assert "version must be an integer from 1" in await reason(f"/resources/{rid}", 400, version="0")
     assert "version must be" in await reason(f"/resource-bundles/{rid}", 400, version="x")
     assert "after must be" in await reason(f"/resources/{rid}/history", 400, after="-1")
-    assert "size must be an integer from 1 to 500" in await reason(f"/resources/{rid}/history", 400, size="501")
+    assert "size must be an integer from 1 to 100" in await reason(f"/resources/{rid}/history", 400, size="101")
 
     async with connection(database) as conn:  # as compaction leaves it: the latest version only
         await conn.execute("DELETE FROM events WHERE source_id = $1 AND version < 3", rid)
