@@ -27,7 +27,7 @@ async def rebuild(db: databases.Database, *, apply: bool) -> Outcome:
     async with transaction(db) as conn:
         await projection.lock(conn)
         differences = await projection.compare(conn)
-        changed = await projection.apply(conn) if differences else {"inserted": 0, "updated": 0, "deleted": 0}
+        changed = await projection.apply(conn, differences)
     return Outcome(differences, changed)
 
 

@@ -29,21 +29,28 @@ FIELDS: Final = (
     "deleted_at",
 )
 
-_LOGGED: Final = (
-    "WITH spec AS ("
-    " SELECT DISTINCT ON (source_id) source_id AS id, consumer_name, event_type, version, payload AS fact"
-    " FROM events e WHERE payload IS NOT NULL ORDER BY source_id, e.id DESC),"
-    " st AS ("
-    " SELECT DISTINCT ON (resource_id) resource_id AS id, status_event_type, status"
-    " FROM status_events e ORDER BY resource_id, e.id DESC),"
-    " logged AS ("
-    " SELECT s.id, s.fact->>'name' AS name, s.fact->>'source' AS source, s.consumer_name, s.fact->>'type' AS type,"
-    "  s.version, s.fact->'spec' AS payload,"
-    "  CASE WHEN st.status_event_type = 'StatusUpdate' THEN st.status END AS status,"
-    "  (s.fact->>'created_at')::timestamptz AS created_at, (s.fact->>'updated_at')::timestamptz AS updated_at,"
-    "  (s.fact->>'deleted_at')::timestamptz AS deleted_at"
-    " FROM spec s LEFT JOIN st ON st.id = s.id WHERE s.event_type <> 'Deleted')"
-)
+
+def _logged(*, only: bool = False) -> str:
+    """The CTEs ending in ``logged``: each resource as the logs tell it (``only``: of the ids in ``$1``)."""
+    return (
+        "WITH spec AS ("
+        " SELECT DISTINCT ON (source_id) source_id AS id, consumer_name, event_type, version, payload AS fact"
+        f" FROM events e WHERE payload IS NOT NULL{' AND source_id = ANY($1::text[])' if only else ''}"
+        " ORDER BY source_id, e.id DESC),"
+        " st AS ("
+        " SELECT DISTINCT ON (resource_id) resource_id AS id, status_event_type, status"
+        f" FROM status_events e{' WHERE resource_id = ANY($1::text[])' if only else ''}"
+        " ORDER BY resource_id, e.id DESC),"
+        " logged AS ("
+        " SELECT s.id, s.fact->>'name' AS name, s.fact->>'source' AS source, s.consumer_name,"
+        "  s.fact->>'type' AS type, s.version, s.fact->'spec' AS payload,"
+        "  CASE WHEN st.status_event_type = 'StatusUpdate' THEN st.status END AS status,"
+        "  (s.fact->>'created_at')::timestamptz AS created_at, (s.fact->>'updated_at')::timestamptz AS updated_at,"
+        "  (s.fact->>'deleted_at')::timestamptz AS deleted_at"
+        " FROM spec s LEFT JOIN st ON st.id = s.id WHERE s.event_type <> 'Deleted')"
+    )
+
+
 _COLUMNS: Final = ", ".join(FIELDS)
 _DIFFERENT: Final = f"(l.{', l.'.join(FIELDS)}) IS DISTINCT FROM (r.{', r.'.join(FIELDS)})"
 
@@ -70,7 +77,7 @@ class Difference:
 async def compare(conn: Conn) -> list[Difference]:
     """Every difference between the logs and the table, by resource id (one statement: one snapshot)."""
     rows = await conn.fetch(
-        _LOGGED + f" SELECT coalesce(l.id, r.id) AS id, l.id IS NOT NULL AS in_log, r.id IS NOT NULL AS in_table,"
+        _logged() + " SELECT coalesce(l.id, r.id) AS id, l.id IS NOT NULL AS in_log, r.id IS NOT NULL AS in_table,"
         " EXISTS (SELECT 1 FROM spec s WHERE s.id = r.id AND s.event_type = 'Deleted') AS log_deleted,"
         f" CASE WHEN l.id IS NOT NULL THEN jsonb_build_array(l.{', l.'.join(FIELDS)}) END AS logged,"
         f" CASE WHEN r.id IS NOT NULL THEN jsonb_build_array(r.{', r.'.join(FIELDS)}) END AS stored"
@@ -104,29 +111,25 @@ async def lock(conn: Conn) -> None:
     await conn.execute("LOCK TABLE resources IN SHARE ROW EXCLUSIVE MODE")
 
 
-async def apply(conn: Conn) -> dict[str, int]:
-    """Make the table what the logs say, in the caller's transaction, and wake the dispatchers for every spec
-    that changed. Rows the logs know nothing of are left as they are. Takes a lock that lets readers through but
-    holds writers until the transaction ends (so the logs do not move while the table is rebuilt)."""
-    await lock(conn)
-    await conn.execute("CREATE TEMPORARY TABLE rebuilt ON COMMIT DROP AS " + _LOGGED + " SELECT * FROM logged")
-    deleted = await conn.fetch(
-        "DELETE FROM resources r WHERE NOT EXISTS (SELECT 1 FROM rebuilt l WHERE l.id = r.id)"
-        " AND EXISTS (SELECT 1 FROM events e WHERE e.source_id = r.id AND e.payload IS NOT NULL)"
-        " RETURNING id"
-    )
+async def apply(conn: Conn, differences: list[Difference]) -> dict[str, int]:
+    """Rebuild the rows of these ``differences`` (found by :func:`compare` in this transaction, under
+    :func:`lock`) from the logs, and wake the dispatchers for every spec that changed. ``unlogged`` rows are left
+    as they are: there is nothing to rebuild them from."""
+    ids = {v: [d.id for d in differences if d.verdict == v] for v in ("missing", "deleted", "differs")}
+    deleted = await conn.fetch("DELETE FROM resources WHERE id = ANY($1::text[]) RETURNING id", ids["deleted"])
     inserted = await conn.fetch(
-        f"INSERT INTO resources (id, {_COLUMNS}) SELECT id, {_COLUMNS} FROM rebuilt l"
-        " WHERE NOT EXISTS (SELECT 1 FROM resources r WHERE r.id = l.id) RETURNING id, consumer_name, version,"
-        " deleted_at IS NOT NULL AS deleting"
+        _logged(only=True) + f" INSERT INTO resources (id, {_COLUMNS}) SELECT id, {_COLUMNS} FROM logged"
+        " RETURNING id, consumer_name, version, deleted_at IS NOT NULL AS deleting",
+        ids["missing"],
     )
     updated = await conn.fetch(
-        "WITH old AS (SELECT r.id, r.payload, r.version, r.deleted_at FROM resources r JOIN rebuilt l ON l.id = r.id"
-        f" WHERE {_DIFFERENT})"
-        f" UPDATE resources r SET {', '.join(f'{f} = l.{f}' for f in FIELDS)} FROM rebuilt l, old"
+        _logged(only=True) + ","
+        " old AS (SELECT id, payload, version, deleted_at FROM resources WHERE id = ANY($1::text[]))"
+        f" UPDATE resources r SET {', '.join(f'{f} = l.{f}' for f in FIELDS)} FROM logged l, old"
         " WHERE l.id = r.id AND old.id = r.id"
         " RETURNING r.id, r.consumer_name, r.version, r.deleted_at IS NOT NULL AS deleting,"
-        " (old.payload, old.version, old.deleted_at) IS DISTINCT FROM (l.payload, l.version, l.deleted_at) AS respec"
+        " (old.payload, old.version, old.deleted_at) IS DISTINCT FROM (l.payload, l.version, l.deleted_at) AS respec",
+        ids["differs"],
     )
     republish = [*inserted, *(u for u in updated if u["respec"])]
     await maintenance.append_events(conn, [(r["id"], r["consumer_name"], _nudge(r), r["version"]) for r in republish])
