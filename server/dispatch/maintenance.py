@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
@@ -58,6 +59,8 @@ class Maintenance:
         self.stale_delete_threshold = stale_delete_threshold
         self.retention = retention
         self.versions_kept = max(0, versions_kept)
+        self._pruned_at: float | None = None
+        """When the last compaction started (monotonic): the next caps the resources written since."""
         self.page_size = max(1, page_size)
         """At most this many resources of this replica's consumers are repaired per kind per round."""
 
@@ -205,6 +208,12 @@ class Maintenance:
         return await guard.finish(self._prune())
 
     async def _prune(self) -> int:
+        started = time.monotonic()
+        # NB: one interval of slack for a write whose transaction began before the previous round.
+        within = None if self._pruned_at is None else started - self._pruned_at + self.interval
         async with transaction(self.database) as conn:
-            dropped = await maintenance.prune(conn, older_than=self.retention, versions_kept=self.versions_kept)
+            dropped = await maintenance.prune(
+                conn, older_than=self.retention, versions_kept=self.versions_kept, written_within=within
+            )
+        self._pruned_at = started
         return sum(dropped.values())
