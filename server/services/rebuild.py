@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import databases
 
 from server.store import projection
-from server.store.db import connection, transaction
+from server.store.db import transaction
 
 
 @dataclass(frozen=True)
@@ -21,10 +21,10 @@ class Outcome:
 async def rebuild(db: databases.Database, *, apply: bool) -> Outcome:
     """Dry run: every difference, read in one snapshot. Apply: the same, under a lock that holds writers, then
     the table rebuilt in the same transaction (a concurrent write waits, and lands on the rebuilt row)."""
-    if not apply:
-        async with connection(db) as conn:
-            return Outcome(await projection.compare(conn), None)
     async with transaction(db) as conn:
+        await projection.tune(conn)
+        if not apply:
+            return Outcome(await projection.compare(conn), None)
         await projection.lock(conn)
         differences = await projection.compare(conn)
         changed = await projection.apply(conn, differences)
