@@ -44,7 +44,7 @@ async def insert(
     row = await conn.fetchrow(
         "WITH r AS (INSERT INTO resources (id, name, source, consumer_name, type, version, payload)"
         " VALUES ($1, $2, $3, $4, $5, 1, $6) RETURNING *),"
-        f" e AS (INSERT INTO events (source_id, consumer_name, event_type, version, payload)"
+        " e AS (INSERT INTO events (source_id, consumer_name, event_type, version, payload)"
         f"  SELECT r.id, r.consumer_name, 'Create', r.version, {logs.fact('r', '$7')} FROM r RETURNING consumer_name),"
         " n AS (SELECT pg_notify('events', e.consumer_name) FROM e)"
         " SELECT r.*, (SELECT count(*) FROM n) AS notified FROM r",

@@ -219,6 +219,14 @@ def test_the_migration_snapshots_every_existing_resource_and_drops_the_dead_colu
         assert events[1][3] == row[9]
         assert ("events", "source") not in columns
         assert ("status_events", "reconciled_date") not in columns
+
+        # The rollback restores the old schema (the snapshots go), and the migration applies again.
+        with backend.lock():
+            backend.rollback_migrations(backend.to_rollback(every.filter(lambda m: m.id.startswith("20261207_12"))))
+        with psycopg.connect(url, autocommit=True) as conn:
+            assert conn.execute("SELECT event_type, source FROM events").fetchall() == [("Delete", "Resources")]
+        with backend.lock():
+            backend.apply_migrations(backend.to_apply(every))
     finally:
         backend.connection.close()
         with psycopg.connect(pg_server.dsn(), autocommit=True) as admin:
