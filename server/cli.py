@@ -1,6 +1,6 @@
-"""The ``maestro`` command: ``server``, ``migration`` (upstream's names), and the subcommands other packages
-provide through ``maestro.commands`` entry points: ``agent``, and the client's ``consumer``, ``resourcebundle``,
-``resource`` and ``mqtt``.
+"""The ``maestro`` command: ``server``, ``migration`` (upstream's names), ``admin rebuild``, and the subcommands
+other packages provide through ``maestro.commands`` entry points: ``agent``, and the client's ``consumer``,
+``resourcebundle``, ``resource`` and ``mqtt``.
 
 A plugin's command line reaches it before anything of the hub is imported (the hub's modules are imported inside
 the functions that use them), so ``maestro resourcebundle list`` pays for neither the hub nor the agent.
@@ -40,6 +40,19 @@ def _parser(plugins: dict[str, metadata.EntryPoint], *, describe: bool) -> argpa
     sub.add_parser("agent", help="run an agent (see: maestro agent --help)", add_help=False)
     migration = sub.add_parser("migration", help="apply database migrations (idempotent)")
     settings_mod.add_arguments(migration, only={"db_url", "data_dir", "log_level", "log_format"})
+    admin = sub.add_parser("admin", help="operator tasks on the hub's database: rebuild")
+    admin_sub = admin.add_subparsers(dest="admin_command", required=True, metavar="TASK")
+    rebuild = admin_sub.add_parser(
+        "rebuild",
+        help="compare the resources table with the event logs (--dry-run) or rebuild it from them (--apply)",
+        description="The event logs are the truth and the resources table their projection. --dry-run prints every "
+        "resource whose row differs from what the logs say (exit status 3 if any, 0 if none); --apply rebuilds "
+        "those rows in one transaction (writers wait meanwhile) and wakes the dispatchers for every changed spec.",
+    )
+    mode = rebuild.add_mutually_exclusive_group(required=True)
+    mode.add_argument("--dry-run", action="store_true", help="report the differences, change nothing")
+    mode.add_argument("--apply", action="store_true", help="rebuild the differing rows from the logs")
+    settings_mod.add_arguments(rebuild, only={"db_url", "data_dir", "log_level", "log_format"})
     agent_config = sub.add_parser(
         "agent-config",
         help="print an agent's broker config for the embedded broker, with a fresh password",
@@ -91,6 +104,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging_setup.configure(settings.log_level, settings.log_format, replica=settings.client_id)
     if args.command == "migration":
         return _migration(settings)
+    if args.command == "admin":
+        return _rebuild(settings, apply=args.apply)
     if args.command == "agent-config":
         return _agent_config(settings, args.consumer)
     import asyncio
@@ -121,6 +136,48 @@ def _migration(settings: settings_mod.Settings) -> int:
         if pg is not None:
             pg.stop()
     print(f"applied {count} migration(s); the schema is up to date")
+    return 0
+
+
+def _rebuild(settings: settings_mod.Settings, *, apply: bool) -> int:
+    import asyncio
+
+    from server import dsn, embedded
+    from server.services import rebuild
+    from server.store import db
+
+    async def run(url: str) -> rebuild.Outcome:
+        database = db.database(url, max_size=2)
+        await database.connect()
+        try:
+            return await rebuild.rebuild(database, apply=apply)
+        finally:
+            await database.disconnect()
+
+    pg = None
+    url = settings.db_url
+    if not url:
+        pg = embedded.EmbeddedPostgres(embedded.data_dir(settings.data_dir))
+        url = pg.start()
+    try:
+        outcome = asyncio.run(run(url))
+    except Exception as exc:
+        print(f"maestro admin rebuild: failed on {dsn.redact(url)}: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        if pg is not None:
+            pg.stop()
+    for difference in outcome.differences:
+        print(rebuild.describe(difference))
+    counts: dict[str, int] = {}
+    for difference in outcome.differences:
+        counts[difference.verdict] = counts.get(difference.verdict, 0) + 1
+    found = ", ".join(f"{n} {verdict}" for verdict, n in sorted(counts.items())) or "none"
+    if outcome.applied is None:
+        print(f"differences between the resources table and the event logs: {found}")
+        return 3 if outcome.differences else 0
+    done = ", ".join(f"{n} {what}" for what, n in outcome.applied.items())
+    print(f"differences found: {found}; rebuilt from the logs: {done}")
     return 0
 
 

@@ -75,6 +75,11 @@ class Settings:
     delete_republish_interval: float = opt(60.0, "seconds between re-publishes of an unconfirmed delete")
     maintenance_interval: float = opt(120.0, "seconds between repair rounds (undelivered, deletes, retention)")
     status_event_retention: float = opt(7 * 24 * 3600.0, "seconds the event logs keep history")
+    event_versions_kept: int = opt(
+        0,
+        "spec versions of each resource the event log keeps, however recent (0: all within the retention);"
+        " the latest version of every resource is always kept",
+    )
 
     # Logging
     log_level: str = opt("info", "debug, info, warning or error")

@@ -10,7 +10,9 @@ Every ``interval`` (±25 % jitter), for the consumers this replica owns:
   row is removed with a ``StatusDelete`` event whose condition ``Deleted=Unknown`` (reason ``DeleteRetired``) says
   that no agent confirmed. If that agent comes back, its spec resync lists the work, the hub no longer has it, and
   the agent is told to delete it: nothing is orphaned.
-* **Retention.** Reconciled spec events and status events older than ``retention`` are dropped.
+* **Retention.** Reconciled spec events and status events older than ``retention`` are dropped, and spec events
+  of versions older than a resource's newest ``versions_kept`` (0: no limit), keeping every resource's latest
+  fact and latest status (see :func:`server.store.maintenance.prune`).
 
 Each repair is logged with the resource id and counted. A replica repairs only the consumers it ``owns``, up to
 ``page_size`` resources per kind and round, however many candidates other replicas' consumers have. Each unit of
@@ -22,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
@@ -46,6 +49,7 @@ class Maintenance:
         delete_republish_interval: float = 60.0,
         stale_delete_threshold: float = 3600.0,
         retention: float = 7 * 24 * 3600.0,
+        versions_kept: int = 0,
         page_size: int = 10_000,
     ) -> None:
         self.database = database
@@ -55,6 +59,9 @@ class Maintenance:
         self.delete_republish_interval = delete_republish_interval
         self.stale_delete_threshold = stale_delete_threshold
         self.retention = retention
+        self.versions_kept = max(0, versions_kept)
+        self._pruned_at: float | None = None
+        """When the last compaction started (monotonic): the next caps the resources written since."""
         self.page_size = max(1, page_size)
         """At most this many resources of this replica's consumers are repaired per kind per round."""
 
@@ -197,13 +204,19 @@ class Maintenance:
                 payload=row.payload,
             )
             await maintenance.reconcile_events_of(conn, row.id)
-            await resources.hard_delete(conn, row.id)
+            await resources.hard_delete(conn, row.id, actor="hub:delete-retired")
         return True
 
     async def prune(self) -> int:
         return await guard.finish(self._prune())
 
     async def _prune(self) -> int:
+        started = time.monotonic()
+        # NB: one interval of slack for a write whose transaction began before the previous round.
+        within = None if self._pruned_at is None else started - self._pruned_at + self.interval
         async with transaction(self.database) as conn:
-            dropped = await maintenance.prune(conn, older_than=self.retention)
+            dropped = await maintenance.prune(
+                conn, older_than=self.retention, versions_kept=self.versions_kept, written_within=within
+            )
+        self._pruned_at = started
         return sum(dropped.values())

@@ -150,6 +150,7 @@ class Transport:
             delete_republish_interval=self.settings.delete_republish_interval,
             stale_delete_threshold=self.settings.stale_delete_event_threshold,
             retention=self.settings.status_event_retention,
+            versions_kept=self.settings.event_versions_kept,
         )
         try:
             async with asyncio.TaskGroup() as group:

@@ -86,7 +86,7 @@ class CloudEventService(pb_grpc.CloudEventServiceServicer):
             if kind.subresource == "status" and kind.action == types.RESYNC_REQUEST:
                 await self._status_resync(event.get_source(), events.data_object(event))
             else:
-                await sources.publish(self.db, event)
+                await sources.publish(self.db, event, actor=identity.subject if identity.method != "none" else None)
         except ProtocolError as exc:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         except errors.ServiceError as exc:

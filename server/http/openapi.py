@@ -128,6 +128,34 @@ def _list(item: str) -> dict[str, Any]:
     )
 
 
+def _history(item: str) -> dict[str, Any]:
+    """A page of a resource's history: its spec events oldest first, each with the resource as of that event."""
+    status = _obj({"type": {"type": "string", "enum": ["StatusUpdate", "StatusDelete"]}, "time": TIME, "status": {}})
+    entry = _obj(
+        {
+            "cursor": STR,
+            "event": {"type": "string", "enum": ["Create", "Update", "Snapshot", "Delete", "Deleted"]},
+            "version": {"type": "integer"},
+            "actor": STR,
+            "time": TIME,
+            "spec": ref(item),
+            "statuses": {"type": "array", "items": status},
+        },
+        required=("cursor", "event", "version", "actor", "time", "spec", "statuses"),
+    )
+    return _obj(
+        {
+            "kind": {"type": "string", "enum": [f"{item}History"]},
+            "id": STR,
+            "href": STR,
+            "size": {"type": "integer"},
+            "items": {"type": "array", "items": entry},
+            "next": {**STR, "description": "pass as after= for the next page; absent on the last page"},
+        },
+        required=("kind", "id", "href", "size", "items"),
+    )
+
+
 def _object_ref(kind: str, extra: dict[str, Any], required: tuple[str, ...] = ()) -> dict[str, Any]:
     return _obj(
         {"id": STR, "kind": {"type": "string", "enum": [kind]}, "href": STR, **extra},
@@ -254,6 +282,8 @@ SCHEMAS: Final[dict[str, Any]] = {
         strict=True,
     ),
     "ResourceBundleList": _list("ResourceBundle"),
+    "ResourceHistory": _history("Resource"),
+    "ResourceBundleHistory": _history("ResourceBundle"),
     "ErrorList": _obj(
         {
             "kind": STR,
@@ -279,6 +309,27 @@ LIST_PARAMS: Final = [
     {"name": "fields", "in": "query", "schema": STR},
 ]
 ID_PARAM: Final = {"name": "id", "in": "path", "required": True, "schema": STR}
+VERSION_PARAM: Final = {
+    "name": "version",
+    "in": "query",
+    "schema": {"type": "integer", "minimum": 1, "maximum": MAX_VERSION},
+    "description": "that version's spec from the event log (without status); 404 says if it is unknown or compacted",
+}
+HISTORY_PARAMS: Final = [
+    ID_PARAM,
+    {
+        "name": "after",
+        "in": "query",
+        "schema": {"type": "string", "pattern": "^[0-9]{1,19}$"},
+        "description": "the next cursor of the previous page (default: from the first event)",
+    },
+    {
+        "name": "size",
+        "in": "query",
+        "schema": {"type": "integer", "minimum": 1, "maximum": 100},
+        "description": "entries per page (default 20)",
+    },
+]
 
 
 REPEATED_CREATE: Final = "A create repeated with the same id and body: the resource the first one created"
@@ -385,7 +436,14 @@ def document() -> dict[str, Any]:
                 ),
             },
             "/api/maestro/v1/resources/{id}": {
-                "get": _op("getResource", "Get a single resource", 200, "Resource", params=[ID_PARAM], errors=(404,)),
+                "get": _op(
+                    "getResource",
+                    "Get a single resource (or one version of its spec)",
+                    200,
+                    "Resource",
+                    params=[ID_PARAM, VERSION_PARAM],
+                    errors=(400, 404),
+                ),
                 "patch": _op(
                     "patchResource",
                     "Update a single resource",
@@ -402,6 +460,17 @@ def document() -> dict[str, Any]:
                     None,
                     params=[ID_PARAM],
                     errors=(404,),
+                ),
+            },
+            "/api/maestro/v1/resources/{id}/history": {
+                "get": _op(
+                    "getResourceHistory",
+                    "Every spec version of a single resource (who wrote it, when) and the statuses reported for it,"
+                    " oldest first, also after its deletion while retention keeps its events",
+                    200,
+                    "ResourceHistory",
+                    params=HISTORY_PARAMS,
+                    errors=(400, 404),
                 ),
             },
             "/api/maestro/v1/resource-bundles": {
@@ -427,11 +496,11 @@ def document() -> dict[str, Any]:
             "/api/maestro/v1/resource-bundles/{id}": {
                 "get": _op(
                     "getResourceBundle",
-                    "Get a resource bundle",
+                    "Get a resource bundle (or one version of its spec)",
                     200,
                     "ResourceBundle",
-                    params=[ID_PARAM],
-                    errors=(404,),
+                    params=[ID_PARAM, VERSION_PARAM],
+                    errors=(400, 404),
                 ),
                 "put": _op(
                     "replaceResourceBundle",
@@ -451,6 +520,17 @@ def document() -> dict[str, Any]:
                     None,
                     params=[ID_PARAM],
                     errors=(404,),
+                ),
+            },
+            "/api/maestro/v1/resource-bundles/{id}/history": {
+                "get": _op(
+                    "getResourceBundleHistory",
+                    "Every spec version of a resource bundle (who wrote it, when) and the statuses reported for it,"
+                    " oldest first, also after its deletion while retention keeps its events",
+                    200,
+                    "ResourceBundleHistory",
+                    params=HISTORY_PARAMS,
+                    errors=(400, 404),
                 ),
             },
             "/api/maestro/v1/errors": {

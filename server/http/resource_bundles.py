@@ -7,7 +7,7 @@ import functools
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from server.http import bodies, listing, presenters, state, watch
+from server.http import bodies, history, listing, presenters, state, watch
 from server.services import resources
 
 
@@ -20,22 +20,28 @@ async def list_bundles(request: Request) -> Response:
 
 async def create_bundle(request: Request) -> Response:
     body = await bodies.json_object(request)
-    created = await resources.create_bundle(state.database(request), body, source=state.settings(request).source_id)
+    created = await resources.create_bundle(
+        state.database(request), body, source=state.settings(request).source_id, actor=state.actor(request)
+    )
     return JSONResponse(presenters.bundle(created.row), status_code=201 if created.new else 200)
 
 
 async def get_bundle(request: Request) -> Response:
+    if history.version_asked(request):
+        return await history.at_version(request, expect_type=None, present=presenters.bundle)
     row = await resources.get(state.database(request), request.path_params["id"])
     return JSONResponse(presenters.bundle(row))
 
 
 async def replace_bundle(request: Request) -> Response:
     body = await bodies.json_object(request)
-    row = await resources.replace_bundle(state.database(request), request.path_params["id"], body)
+    row = await resources.replace_bundle(
+        state.database(request), request.path_params["id"], body, actor=state.actor(request)
+    )
     return JSONResponse(presenters.bundle(row))
 
 
 async def delete_bundle(request: Request) -> Response:
     # As upstream: deleting an unknown or already-deleting bundle is a successful no-op.
-    await resources.mark_deleting(state.database(request), request.path_params["id"])
+    await resources.mark_deleting(state.database(request), request.path_params["id"], actor=state.actor(request))
     return Response(status_code=204)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from starlette.routing import Mount, Route
 
 from server.errors import API_PATH
-from server.http import consumers, meta, resource_bundles, resources
+from server.http import consumers, history, meta, resource_bundles, resources
 
 routes = [
     Route("/api/maestro", meta.api, methods=["GET"]),
@@ -26,11 +26,13 @@ routes = [
             Route("/resources/{id}", resources.get_resource, methods=["GET"]),
             Route("/resources/{id}", resources.patch_resource, methods=["PATCH"]),
             Route("/resources/{id}", resources.delete_resource, methods=["DELETE"]),
+            Route("/resources/{id}/history", history.resource_history, methods=["GET"]),
             Route("/resource-bundles", resource_bundles.list_bundles, methods=["GET"]),
             Route("/resource-bundles", resource_bundles.create_bundle, methods=["POST"]),
             Route("/resource-bundles/{id}", resource_bundles.get_bundle, methods=["GET"]),
             Route("/resource-bundles/{id}", resource_bundles.replace_bundle, methods=["PUT"]),
             Route("/resource-bundles/{id}", resource_bundles.delete_bundle, methods=["DELETE"]),
+            Route("/resource-bundles/{id}/history", history.bundle_history, methods=["GET"]),
         ],
     ),
 ]

@@ -27,3 +27,10 @@ def settings(request: Request) -> Settings:
 
 def feed(request: Request) -> StatusFeed:
     return cast(StatusFeed, request.state.feed)
+
+
+def actor(request: Request) -> str:
+    """Who writes, for the spec log: the authenticated subject (the token's ``sub``), else ``anonymous``."""
+    user = request.scope.get("user")
+    subject = user.get("sub") if isinstance(user, dict) else None
+    return subject if isinstance(subject, str) and subject else "anonymous"

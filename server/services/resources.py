@@ -2,7 +2,8 @@
 
 A single resource (the ``/resources`` API) is stored as a bundle of one manifest with ``type = 'Single'``, so
 the dispatcher, the agents and the status path know one shape only. Each write is one transaction that changes
-the row and appends its spec event (whose NOTIFY wakes the dispatcher on commit).
+the row and appends its spec event carrying the resource as written and who wrote it (``actor``), whose NOTIFY
+wakes the dispatcher on commit.
 
 Versions: a row starts at 1 and increments only when the spec changes. A write carrying a non-zero version that
 differs from the stored one is a conflict; version 0 means "don't check". Delete is two-phase: the row is marked
@@ -26,7 +27,7 @@ import databases
 
 from server.errors import Conflict, NotFound, ValidationError
 from server.services import validation as v
-from server.store import listing, logs, resources
+from server.store import listing, resources
 from server.store.db import connection, transaction
 from server.store.rows import ResourceRow, ResourceType
 
@@ -62,6 +63,8 @@ BUNDLE_FIELDS = {
     "deleted_at",
 }
 READ_ONLY = ("href", "status", "created_at", "updated_at", "deleted_at")
+ANONYMOUS = "anonymous"
+"""The actor recorded in the spec log for a write nobody authenticated (REST with authentication off)."""
 
 
 @dataclass(frozen=True)
@@ -178,13 +181,27 @@ class Created:
 
 
 async def create(
-    db: databases.Database, *, rid: str, name: str, source: str, type: ResourceType, spec: Spec
+    db: databases.Database,
+    *,
+    rid: str,
+    name: str,
+    source: str,
+    type: ResourceType,
+    spec: Spec,
+    actor: str = ANONYMOUS,
 ) -> Created:
     payload = spec.payload(rid)
     try:
         async with connection(db) as conn:  # NB: one statement writes the row, its event and the NOTIFY.
             row = await resources.insert(
-                conn, id=rid, name=name, source=source, consumer_name=spec.consumer_name, type=type, payload=payload
+                conn,
+                id=rid,
+                name=name,
+                source=source,
+                consumer_name=spec.consumer_name,
+                type=type,
+                payload=payload,
+                actor=actor,
             )
         return Created(row, new=True)
     except asyncpg.ForeignKeyViolationError:
@@ -208,7 +225,9 @@ async def create(
     return Created(existing, new=False)
 
 
-async def create_single(db: databases.Database, body: dict[str, Any], *, source: str) -> Created:
+async def create_single(
+    db: databases.Database, body: dict[str, Any], *, source: str, actor: str = ANONYMOUS
+) -> Created:
     problems = v.Problems()
     v.check_fields(body, SINGLE_FIELDS, problems)
     rid, name = _identity(body, problems, kind="Resource")
@@ -217,10 +236,12 @@ async def create_single(db: databases.Database, body: dict[str, Any], *, source:
         v.version(body["version"], problems)
     spec = single_spec(body, problems, consumer_name=consumer)
     problems.raise_if_any()
-    return await create(db, rid=rid, name=name, source=source, type="Single", spec=spec)
+    return await create(db, rid=rid, name=name, source=source, type="Single", spec=spec, actor=actor)
 
 
-async def create_bundle(db: databases.Database, body: dict[str, Any], *, source: str) -> Created:
+async def create_bundle(
+    db: databases.Database, body: dict[str, Any], *, source: str, actor: str = ANONYMOUS
+) -> Created:
     problems = v.Problems()
     v.check_fields(body, BUNDLE_FIELDS, problems)
     rid, name = _identity(body, problems, kind="ResourceBundle")
@@ -229,11 +250,17 @@ async def create_bundle(db: databases.Database, body: dict[str, Any], *, source:
         v.version(body["version"], problems)
     spec = bundle_spec(body, problems, consumer_name=consumer)
     problems.raise_if_any()
-    return await create(db, rid=rid, name=name, source=source, type="Bundle", spec=spec)
+    return await create(db, rid=rid, name=name, source=source, type="Bundle", spec=spec, actor=actor)
 
 
 async def update(
-    db: databases.Database, rid: str, *, version: int, build: Any, expect_type: ResourceType | None = None
+    db: databases.Database,
+    rid: str,
+    *,
+    version: int,
+    build: Any,
+    expect_type: ResourceType | None = None,
+    actor: str = ANONYMOUS,
 ) -> ResourceRow:
     """Replace the spec of ``rid`` with ``build(row)`` (a Spec) under the row lock.
 
@@ -253,11 +280,7 @@ async def update(
         payload = spec.payload(rid)
         if payload == row.payload:
             return row
-        updated = await resources.update_spec(conn, rid, payload=payload)
-        await logs.append_spec_event(
-            conn, resource_id=rid, consumer_name=row.consumer_name, event_type="Update", version=updated.version
-        )
-        return updated
+        return await resources.update_spec(conn, rid, payload=payload, actor=actor)
 
 
 def _check_same(row: ResourceRow, body: dict[str, Any], problems: v.Problems) -> None:
@@ -277,7 +300,9 @@ def _update_version(body: dict[str, Any], fields: set[str]) -> int:
     return ver
 
 
-async def patch_single(db: databases.Database, rid: str, body: dict[str, Any]) -> ResourceRow:
+async def patch_single(
+    db: databases.Database, rid: str, body: dict[str, Any], *, actor: str = ANONYMOUS
+) -> ResourceRow:
     ver = _update_version(body, SINGLE_FIELDS)
 
     def build(row: ResourceRow) -> Spec:
@@ -295,10 +320,12 @@ async def patch_single(db: databases.Database, rid: str, body: dict[str, Any]) -
         p.raise_if_any()
         return spec
 
-    return await update(db, rid, version=ver, build=build, expect_type="Single")
+    return await update(db, rid, version=ver, build=build, expect_type="Single", actor=actor)
 
 
-async def replace_bundle(db: databases.Database, rid: str, body: dict[str, Any]) -> ResourceRow:
+async def replace_bundle(
+    db: databases.Database, rid: str, body: dict[str, Any], *, actor: str = ANONYMOUS
+) -> ResourceRow:
     ver = _update_version(body, BUNDLE_FIELDS)
 
     def build(row: ResourceRow) -> Spec:
@@ -308,10 +335,12 @@ async def replace_bundle(db: databases.Database, rid: str, body: dict[str, Any])
         p.raise_if_any()
         return spec
 
-    return await update(db, rid, version=ver, build=build)
+    return await update(db, rid, version=ver, build=build, actor=actor)
 
 
-async def mark_deleting(db: databases.Database, rid: str, *, expect_type: ResourceType | None = None) -> bool:
+async def mark_deleting(
+    db: databases.Database, rid: str, *, expect_type: ResourceType | None = None, actor: str = ANONYMOUS
+) -> bool:
     """Start the two-phase delete. Returns False when there is no such resource; deleting twice is a no-op."""
     if not _storable(rid):
         return False
@@ -320,10 +349,7 @@ async def mark_deleting(db: databases.Database, rid: str, *, expect_type: Resour
         if row is None or (expect_type and row.type != expect_type):
             return False
         if row.deleted_at is None:
-            await resources.mark_deleting(conn, rid)
-            await logs.append_spec_event(
-                conn, resource_id=rid, consumer_name=row.consumer_name, event_type="Delete", version=row.version
-            )
+            await resources.mark_deleting(conn, rid, actor=actor)
         return True
 
 

@@ -80,8 +80,10 @@ def _check_owner(row: ResourceRow, *, source: str, consumer: str) -> None:
         raise ValidationError(f"resource {row.id} belongs to consumer {row.consumer_name!r}, not {consumer!r}")
 
 
-async def publish(db: databases.Database, event: CloudEvent) -> ResourceRow | None:
-    """Apply one spec event from a source. Returns the row written (None for a delete)."""
+async def publish(db: databases.Database, event: CloudEvent, *, actor: str | None = None) -> ResourceRow | None:
+    """Apply one spec event from a source. Returns the row written (None for a delete).
+
+    ``actor``, recorded in the spec log, is the authenticated subject; None: the event's source."""
     try:
         kind = types.event_type(event)
     except ProtocolError as exc:
@@ -90,9 +92,11 @@ async def publish(db: databases.Database, event: CloudEvent) -> ResourceRow | No
         raise BadRequest(f"unsupported event type {event.get_type()!r}: sources publish manifestbundles spec events")
     rid, consumer, version = _identity(event)
     source = event.get_source()
+    actor = actor or source
     if kind.action == types.CREATE_REQUEST:
         spec = _spec(event, consumer)
-        return (await resources.create(db, rid=rid, name=rid, source=source, type="Bundle", spec=spec)).row
+        created = await resources.create(db, rid=rid, name=rid, source=source, type="Bundle", spec=spec, actor=actor)
+        return created.row
     if kind.action == types.UPDATE_REQUEST:
         spec = _spec(event, consumer)
 
@@ -100,7 +104,7 @@ async def publish(db: databases.Database, event: CloudEvent) -> ResourceRow | No
             _check_owner(row, source=source, consumer=consumer)
             return spec
 
-        return await resources.update(db, rid, version=version, build=build)
+        return await resources.update(db, rid, version=version, build=build, actor=actor)
     if kind.action == types.DELETE_REQUEST:
         try:
             row = await resources.get(db, rid)
@@ -108,6 +112,6 @@ async def publish(db: databases.Database, event: CloudEvent) -> ResourceRow | No
             return None  # as upstream: deleting what does not exist is a no-op
         # NB: a row's source and consumer never change, so checking before the delete's own transaction is safe.
         _check_owner(row, source=source, consumer=consumer)
-        await resources.mark_deleting(db, rid)
+        await resources.mark_deleting(db, rid, actor=actor)
         return None
     raise BadRequest(f"unsupported action {kind.action!r}: sources publish create, update and delete requests")

@@ -17,7 +17,10 @@ import asyncpg
 
 from server.store.db import Conn
 
-SpecEventType = Literal["Create", "Update", "Delete"]
+SpecEventType = Literal["Create", "Update", "Delete", "Deleted", "Snapshot"]
+"""Create/Update/Delete: spec changes the dispatcher publishes; Deleted: the delete completed; Snapshot: the row
+as the payload migration found it. Each carries the resource as of that event (:func:`fact`); maintenance's
+re-publish nudges carry no payload."""
 StatusEventType = Literal["StatusUpdate", "StatusDelete"]
 Log = Literal["events", "status_events"]
 
@@ -50,25 +53,14 @@ class Cursor:
 START = Cursor(0, 0)
 
 
-async def append_spec_event(
-    conn: Conn,
-    *,
-    resource_id: str,
-    consumer_name: str,
-    event_type: SpecEventType,
-    version: int,
-) -> int:
-    """Append a spec event and notify the dispatchers (payload: the consumer name)."""
-    return int(
-        await conn.fetchval(
-            "WITH e AS (INSERT INTO events (source_id, consumer_name, event_type, version)"
-            " VALUES ($1, $2, $3, $4) RETURNING id, consumer_name)"
-            " SELECT e.id FROM e, LATERAL pg_notify('events', e.consumer_name) AS n",
-            resource_id,
-            consumer_name,
-            event_type,
-            version,
-        )
+def fact(row: str, actor: str) -> str:
+    """SQL for the payload of a spec event: the resource ``row`` (a table alias) as of this event, written by
+    ``actor`` (a SQL expression). Its version and consumer are the event's own columns. See
+    migrations/20261207_12_event_payloads.sql, which writes the same shape."""
+    return (
+        f"jsonb_build_object('name', {row}.name, 'source', {row}.source, 'type', {row}.type,"
+        f" 'created_at', {row}.created_at, 'updated_at', {row}.updated_at, 'deleted_at', {row}.deleted_at,"
+        f" 'actor', {actor}::text, 'spec', {row}.payload)"
     )
 
 

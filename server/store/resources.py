@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from server.store import listing, search
+from server.store import listing, logs, search
 from server.store.db import Conn
 from server.store.rows import ResourceRow, ResourceType
 
@@ -26,18 +26,26 @@ SCHEMA = search.Schema(
 
 
 async def insert(
-    conn: Conn, *, id: str, name: str, source: str, consumer_name: str, type: ResourceType, payload: dict[str, Any]
+    conn: Conn,
+    *,
+    id: str,
+    name: str,
+    source: str,
+    consumer_name: str,
+    type: ResourceType,
+    payload: dict[str, Any],
+    actor: str,
 ) -> ResourceRow:
-    """Insert at version 1 together with its ``Create`` spec event and the dispatchers' NOTIFY, in one statement
-    (so one round trip, and atomic even outside a transaction).
+    """Insert at version 1 together with its ``Create`` spec event (carrying the row, see :func:`logs.fact`) and
+    the dispatchers' NOTIFY, in one statement (so one round trip, and atomic even outside a transaction).
 
     Raises UniqueViolationError (id or name) or ForeignKeyViolationError (consumer).
     """
     row = await conn.fetchrow(
         "WITH r AS (INSERT INTO resources (id, name, source, consumer_name, type, version, payload)"
         " VALUES ($1, $2, $3, $4, $5, 1, $6) RETURNING *),"
-        " e AS (INSERT INTO events (source_id, consumer_name, event_type, version)"
-        "  SELECT r.id, r.consumer_name, 'Create', r.version FROM r RETURNING consumer_name),"
+        " e AS (INSERT INTO events (source_id, consumer_name, event_type, version, payload)"
+        f"  SELECT r.id, r.consumer_name, 'Create', r.version, {logs.fact('r', '$7')} FROM r RETURNING consumer_name),"
         " n AS (SELECT pg_notify('events', e.consumer_name) FROM e)"
         " SELECT r.*, (SELECT count(*) FROM n) AS notified FROM r",
         id,
@@ -46,6 +54,7 @@ async def insert(
         consumer_name,
         type,
         payload,
+        actor,
     )
     assert row is not None
     return ResourceRow.of(row)
@@ -68,20 +77,37 @@ async def for_consumer(conn: Conn, consumer_name: str, *, source: str | None = N
     return [ResourceRow.of(r) for r in rows]
 
 
-async def update_spec(conn: Conn, id: str, *, payload: dict[str, Any]) -> ResourceRow:
-    row = await conn.fetchrow(
-        "UPDATE resources SET payload = $2, version = version + 1, updated_at = now() WHERE id = $1 RETURNING *",
-        id,
-        payload,
+def _changed(update: str, event_type: logs.SpecEventType) -> str:
+    """One statement: ``update`` (an UPDATE … RETURNING * of one row, taking ``$1`` the id and ``$2`` the actor),
+    its spec event carrying the updated row, and the dispatchers' NOTIFY."""
+    return (
+        f"WITH r AS ({update}),"
+        " e AS (INSERT INTO events (source_id, consumer_name, event_type, version, payload)"
+        f"  SELECT r.id, r.consumer_name, '{event_type}', r.version, {logs.fact('r', '$2')} FROM r"
+        "  RETURNING consumer_name),"
+        " n AS (SELECT pg_notify('events', e.consumer_name) FROM e)"
+        " SELECT r.*, (SELECT count(*) FROM n) AS notified FROM r"
     )
+
+
+_UPDATE_SPEC = _changed(
+    "UPDATE resources SET payload = $3, version = version + 1, updated_at = now() WHERE id = $1 RETURNING *", "Update"
+)
+_MARK_DELETING = _changed(
+    "UPDATE resources SET deleted_at = now(), updated_at = now() WHERE id = $1 RETURNING *", "Delete"
+)
+
+
+async def update_spec(conn: Conn, id: str, *, payload: dict[str, Any], actor: str) -> ResourceRow:
+    """The next version with its ``Update`` event and NOTIFY (one statement)."""
+    row = await conn.fetchrow(_UPDATE_SPEC, id, actor, payload)
     assert row is not None
     return ResourceRow.of(row)
 
 
-async def mark_deleting(conn: Conn, id: str) -> ResourceRow:
-    row = await conn.fetchrow(
-        "UPDATE resources SET deleted_at = now(), updated_at = now() WHERE id = $1 RETURNING *", id
-    )
+async def mark_deleting(conn: Conn, id: str, *, actor: str) -> ResourceRow:
+    """Start the two-phase delete: ``deleted_at`` with its ``Delete`` event and NOTIFY (one statement)."""
+    row = await conn.fetchrow(_MARK_DELETING, id, actor)
     assert row is not None
     return ResourceRow.of(row)
 
@@ -90,8 +116,23 @@ async def set_status(conn: Conn, id: str, status: dict[str, Any]) -> None:
     await conn.execute("UPDATE resources SET status = $2 WHERE id = $1", id, status)
 
 
-async def hard_delete(conn: Conn, id: str) -> bool:
-    return bool(await conn.fetchval("DELETE FROM resources WHERE id = $1 RETURNING true", id))
+_DELETED_BY = logs.fact("r", "coalesce($2, 'agent:' || r.consumer_name)")
+
+
+async def hard_delete(conn: Conn, id: str, *, actor: str | None = None) -> bool:
+    """Complete the delete: remove the row and append its ``Deleted`` event (the last fact of this resource:
+    the row as it was, written by ``actor``, default ``agent:<consumer>``). The event is born reconciled: there
+    is nothing left to publish."""
+    deleted = await conn.fetchval(
+        "WITH r AS (DELETE FROM resources WHERE id = $1 RETURNING *),"
+        " e AS (INSERT INTO events (source_id, consumer_name, event_type, version, payload, reconciled_date)"
+        f"  SELECT r.id, r.consumer_name, 'Deleted', r.version, {_DELETED_BY},"
+        "  now() FROM r RETURNING 1)"
+        " SELECT count(*) FROM e",
+        id,
+        actor,
+    )
+    return bool(deleted)
 
 
 async def page(

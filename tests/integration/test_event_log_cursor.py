@@ -40,8 +40,14 @@ async def connect(db_url: str) -> AsyncIterator[Connect]:
 
 
 async def append(conn: asyncpg.Connection, n: int = 0, *, consumer: str = "c1") -> int:
-    return await logs.append_spec_event(
-        conn, resource_id=f"r{n}", consumer_name=consumer, event_type="Create", version=1
+    """A spec event without a payload (as maintenance's re-publish nudges are written)."""
+    return int(
+        await conn.fetchval(
+            "INSERT INTO events (source_id, consumer_name, event_type, version) VALUES ($1, $2, 'Create', 1)"
+            " RETURNING id",
+            f"r{n}",
+            consumer,
+        )
     )
 
 

@@ -111,14 +111,14 @@ async def test_publish_create_update_delete(stub: pb_grpc.CloudEventServiceStub,
     await stub.Publish(spec_event(types.DELETE_REQUEST, rid, version=2))
     async with connection(database) as conn:
         row = await resources.get(conn, rid)
-        kinds = [
-            r["event_type"]
-            for r in await conn.fetch("SELECT event_type FROM events WHERE source_id = $1 ORDER BY id", rid)
-        ]
+        logged = await conn.fetch(
+            "SELECT event_type, payload->>'actor' AS actor FROM events WHERE source_id = $1 ORDER BY id", rid
+        )
     assert row is not None
     assert row.deleted_at is not None
     assert row.version == 2
-    assert kinds == ["Create", "Update", "Delete"]
+    assert [r["event_type"] for r in logged] == ["Create", "Update", "Delete"]
+    assert {r["actor"] for r in logged} == {SOURCE}  # nobody authenticated: the source is who wrote it
 
 
 @pytest.mark.parametrize(

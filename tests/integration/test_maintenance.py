@@ -240,7 +240,7 @@ async def test_stale_deletes_are_retired_visibly_and_a_returning_agent_is_told_t
     assert answers[stale].get_data() is None
 
 
-async def test_retention_prunes_old_reconciled_events_only(
+async def test_retention_prunes_old_reconciled_events_but_the_latest_facts(
     database: databases.Database, two_consumers: tuple[str, str]
 ) -> None:
     consumer, _ = two_consumers
@@ -265,7 +265,18 @@ async def test_retention_prunes_old_reconciled_events_only(
         consumer,
     )
 
-    assert await repairs(database, retention=HOUR).prune() == 2
-    assert {r["source_id"] for r in await sql(database, "SELECT source_id FROM events")} == {unpublished, recent}
-    assert {r["resource_id"] for r in await sql(database, "SELECT resource_id FROM status_events")} == {recent}
+    await resources.patch_single(database, old, {"version": 1, "manifest": configmap("old", "2")})
+    await publish_all(database)  # NB: ...but not the aged Create of "unpublished"
+    await sql(database, "UPDATE events SET reconciled_date = NULL WHERE source_id = $1", unpublished)
+
+    # The old resource's Create goes; its latest version (and its only status: its latest) stay, and so does
+    # whatever is pending or recent. (tests/integration/test_retention.py covers the rules one by one.)
+    assert await repairs(database, retention=HOUR).prune() == 1
+    kept = await sql(database, "SELECT source_id, event_type FROM events ORDER BY id")
+    assert [(r["source_id"], r["event_type"]) for r in kept] == [
+        (unpublished, "Create"),
+        (recent, "Create"),
+        (old, "Update"),
+    ]
+    assert {r["resource_id"] for r in await sql(database, "SELECT resource_id FROM status_events")} == {old, recent}
     assert await repairs(database, retention=HOUR).prune() == 0

@@ -181,9 +181,9 @@ async def test_maintenance_queries_use_indexes(conn: asyncpg.Connection) -> None
     # NB: planned, not run; the retention (7 days) is past the oldest row (4.6 days), as in a steady state where
     # each round deletes only what aged out since the last one.
     prune = DryRun(conn)
-    await maintenance.prune(prune, older_than=7 * 86400)
+    await maintenance.prune(prune, older_than=7 * 86400, versions_kept=3, written_within=600)
     statements += prune.statements
-    assert len(statements) == 5
+    assert len(statements) == 7
     for query, args in statements:
         nodes = await explain(conn, query, args)
         for table in {"resources", "events", "status_events"} & {n.get("Relation Name") for n in nodes}:

@@ -1,0 +1,10 @@
+DROP INDEX status_events_resource_id_idx;
+CREATE INDEX status_events_resource_id_idx ON status_events (resource_id);
+DROP INDEX events_source_id_idx;
+CREATE INDEX events_source_id_idx ON events (source_id);
+ALTER TABLE status_events ADD COLUMN reconciled_date timestamptz;
+ALTER TABLE events ADD COLUMN source text NOT NULL DEFAULT 'Resources';
+DELETE FROM events WHERE event_type IN ('Deleted', 'Snapshot');
+UPDATE events SET payload = NULL;
+ALTER TABLE events DROP CONSTRAINT events_event_type_check;
+ALTER TABLE events ADD CONSTRAINT events_event_type_check CHECK (event_type IN ('Create', 'Update', 'Delete'));
