@@ -47,7 +47,10 @@ def bind(host: str, port: int, name: str) -> socket.socket:
     sock: socket.socket | None = None
     try:
         family, address = _address(host, port)
-        sock = socket.socket(family, socket.SOCK_STREAM)
+        # NB: IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY only on accepted sockets whose proto says TCP. Without it
+        # Nagle held each response's body until the client's delayed ACK of its headers, 40 ms per keep-alive request.
+        sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(address)
     except OSError as exc:
