@@ -389,7 +389,8 @@ def document() -> dict[str, Any]:
             "/api/maestro/v1/resource-bundles": {
                 "get": _op(
                     "listResourceBundles",
-                    "List resource bundles. With watch=true (and optional cursor, consumer_name, source) the"
+                    "List resource bundles (bundles only: single resources are listed under /resources, though"
+                    " each is also readable here by id). With watch=true (and optional cursor, consumer_name, source) the"
                     " response is instead a stream of status changes as application/x-ndjson or text/event-stream",
                     200,
                     "ResourceBundleList",

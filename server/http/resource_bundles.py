@@ -14,7 +14,7 @@ from server.services import resources
 async def list_bundles(request: Request) -> Response:
     if request.query_params.get("watch", "").lower() in ("true", "1"):
         return await watch.watch_bundles(request)
-    fetch = functools.partial(resources.page, state.database(request))
+    fetch = functools.partial(resources.page, state.database(request), type="Bundle")
     return await listing.respond(request, kind="ResourceBundle", fetch=fetch, present=presenters.bundle)
 
 
