@@ -9,11 +9,12 @@ from starlette.responses import JSONResponse, Response
 
 from server.errors import NotFound
 from server.http import bodies, listing, presenters, state
+from server.services import listing as listing_service
 from server.services import resources
 
 
 async def list_resources(request: Request) -> Response:
-    fetch = functools.partial(resources.page, state.database(request), type="Single")
+    fetch = functools.partial(listing_service.resource_page, state.database(request), type="Single")
     return await listing.respond(request, kind="Resource", fetch=fetch, present=presenters.resource)
 
 

@@ -51,8 +51,14 @@ async def delete(conn: Conn, id: str) -> bool:
     return bool(await conn.fetchval("DELETE FROM consumers WHERE id = $1 RETURNING true", id))
 
 
-async def page(conn: Conn, query: listing.ListQuery) -> tuple[list[ConsumerRow], int]:
-    rows, total = await listing.page(
-        conn, table="consumers", schema=SCHEMA, query=query, default_order="consumers.created_at, consumers.id"
-    )
-    return [ConsumerRow.of(r) for r in rows], total
+COLLECTION = listing.Collection(
+    name="consumers",
+    table="consumers",
+    schema=SCHEMA,
+    cursor_orders={"created_at": ("created_at", "id"), "name": ("name",), "id": ("id",)},
+)
+
+
+async def page(conn: Conn, query: listing.ListQuery) -> listing.Page[ConsumerRow]:
+    found = await listing.page(conn, COLLECTION, query)
+    return listing.Page([ConsumerRow.of(r) for r in found.items], found.total, found.page, found.next)

@@ -94,14 +94,30 @@ async def hard_delete(conn: Conn, id: str) -> bool:
     return bool(await conn.fetchval("DELETE FROM resources WHERE id = $1 RETURNING true", id))
 
 
-async def page(
-    conn: Conn,
-    query: listing.ListQuery,
-    *,
-    type: ResourceType | None = None,
-) -> tuple[list[ResourceRow], int]:
-    table = "resources" if type is None else f"(SELECT * FROM resources WHERE type = '{type}') AS resources"
-    rows, total = await listing.page(
-        conn, table=table, schema=SCHEMA, query=query, default_order="resources.created_at, resources.id"
-    )
-    return [ResourceRow.of(r) for r in rows], total
+def collection(type: ResourceType) -> listing.Collection:
+    """The list of single resources (``/resources``) or of bundles (``/resource-bundles``)."""
+    return _COLLECTIONS[type]
+
+
+_CURSOR_ORDERS = {"created_at": ("created_at", "id"), "name": ("name",), "id": ("id",)}
+_COLLECTIONS: dict[ResourceType, listing.Collection] = {
+    "Single": listing.Collection(
+        name="resources",
+        table="resources",
+        schema=SCHEMA,
+        cursor_orders=_CURSOR_ORDERS,
+        scope="resources.type = 'Single'",
+    ),
+    "Bundle": listing.Collection(
+        name="resource-bundles",
+        table="resources",
+        schema=SCHEMA,
+        cursor_orders=_CURSOR_ORDERS,
+        scope="resources.type = 'Bundle'",
+    ),
+}
+
+
+async def page(conn: Conn, query: listing.ListQuery, *, type: ResourceType) -> listing.Page[ResourceRow]:
+    found = await listing.page(conn, collection(type), query)
+    return listing.Page([ResourceRow.of(r) for r in found.items], found.total, found.page, found.next)
