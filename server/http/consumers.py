@@ -17,7 +17,8 @@ async def list_consumers(request: Request) -> Response:
     return await listing.respond(
         request,
         kind="Consumer",
-        fetch=functools.partial(listing_service.consumer_page, db),
+        items=functools.partial(listing_service.consumer_items, db),
+        rows=functools.partial(listing_service.consumer_page, db),
         present=presenters.consumer,
     )
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from server.store import listing, search
+from collections.abc import Sequence
+
+from server.store import listing, projections, search
 from server.store.db import Conn
 from server.store.rows import ConsumerRow
 
@@ -62,3 +64,8 @@ COLLECTION = listing.Collection(
 async def page(conn: Conn, query: listing.ListQuery) -> listing.Page[ConsumerRow]:
     found = await listing.page(conn, COLLECTION, query)
     return listing.Page([ConsumerRow.of(r) for r in found.items], found.total, found.page, found.next)
+
+
+async def page_json(conn: Conn, query: listing.ListQuery, *, fields: Sequence[str] | None = None) -> listing.Page[str]:
+    """A page of the API's items as JSON text, rendered by PostgreSQL (:mod:`server.store.projections`)."""
+    return await listing.page_json(conn, COLLECTION, query, shape=projections.CONSUMER, fields=fields)

@@ -17,12 +17,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Final, Generic, TypeVar
 
 import asyncpg
 
-from server.store import keyset, search
+from server.store import keyset, projections, search
 from server.store.db import Conn
 
 MAX_PAGE_SIZE = 65500
@@ -30,6 +30,12 @@ DEFAULT_PAGE_SIZE = 100
 EXACT_TOTAL_LIMIT: Final = 10_000
 
 Item = TypeVar("Item")
+Columns = Callable[[int], tuple[str, list[object]]]
+"""What a list selects: given the number of its first parameter, the SQL and its parameters."""
+
+
+def _all_columns(first_param: int) -> tuple[str, list[object]]:
+    return "*", []
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,7 +75,9 @@ class OrderByError(search.SearchError):
     """A bad ``orderBy`` (upstream answers it as a bad request, code 21, not as a search parse error)."""
 
 
-async def page(conn: Conn, collection: Collection, query: ListQuery, *, columns: str = "*") -> Page[asyncpg.Record]:
+async def page(
+    conn: Conn, collection: Collection, query: ListQuery, *, columns: Columns = _all_columns
+) -> Page[asyncpg.Record]:
     """One page of ``columns`` of the rows of ``collection`` matching the search.
 
     Raises :class:`search.SearchError` for a bad search, :class:`OrderByError` for a bad orderBy and
@@ -86,11 +94,13 @@ async def page(conn: Conn, collection: Collection, query: ListQuery, *, columns:
         raise OrderByError(str(exc)) from None
     if query.size == 0:
         return Page([], await _count(conn, collection, where, params), query.page)
-    n = len(params)
+    select, select_params = columns(len(params) + 1)
+    n = len(params) + len(select_params)
     offset = (query.page - 1) * query.size
     rows = await conn.fetch(
-        f"SELECT {columns} FROM {collection.table} WHERE {where} ORDER BY {order} LIMIT ${n + 1} OFFSET ${n + 2}",
+        f"SELECT {select} FROM {collection.table} WHERE {where} ORDER BY {order} LIMIT ${n + 1} OFFSET ${n + 2}",
         *params,
+        *select_params,
         query.size,
         offset,
     )
@@ -101,19 +111,47 @@ async def page(conn: Conn, collection: Collection, query: ListQuery, *, columns:
     return Page(rows, total, query.page)
 
 
+async def page_json(
+    conn: Conn,
+    collection: Collection,
+    query: ListQuery,
+    *,
+    shape: Sequence[projections.Field],
+    fields: Sequence[str] | None,
+) -> Page[str]:
+    """One page of items as PostgreSQL renders them (JSON text), projected to ``fields`` if given.
+
+    Raises :class:`projections.ProjectionError` for a row PostgreSQL cannot render (see that module).
+    """
+
+    def columns(first_param: int) -> tuple[str, list[object]]:
+        sql, params = projections.select(shape, fields, first_param=first_param)
+        return f"{sql} AS item", params
+
+    try:
+        found = await page(conn, collection, query, columns=columns)
+    except asyncpg.DataError as exc:
+        raise projections.ProjectionError(str(exc)) from None
+    return Page([r["item"] for r in found.items], found.total, found.page, found.next)
+
+
 async def _cursor_page(
-    conn: Conn, collection: Collection, query: ListQuery, *, where: str, params: list[object], columns: str
+    conn: Conn, collection: Collection, query: ListQuery, *, where: str, params: list[object], columns: Columns
 ) -> Page[asyncpg.Record]:
     keys = keyset.keyset(collection.name, collection.schema, collection.cursor_orders, query.order_by)
     position = keyset.decode(keys, query.after) if query.after else None
-    condition = where
+    select, select_params = columns(len(params) + 1)
+    condition, after_params = where, list[object]()
     if position is not None:
-        condition += " AND " + keys.after_sql(len(params) + 1)
-        params = [*params, *position.key]
+        condition += " AND " + keys.after_sql(len(params) + len(select_params) + 1)
+        after_params = list(position.key)
+    n = len(params) + len(select_params) + len(after_params)
     rows = await conn.fetch(
-        f"SELECT {columns}, {', '.join(keyset.key_columns(keys))} FROM {collection.table}"
-        f" WHERE {condition} ORDER BY {keys.order_sql} LIMIT ${len(params) + 1}",
+        f"SELECT {select}, {', '.join(keyset.key_columns(keys))} FROM {collection.table}"
+        f" WHERE {condition} ORDER BY {keys.order_sql} LIMIT ${n + 1}",
         *params,
+        *select_params,
+        *after_params,
         query.size + 1,
     )
     more = len(rows) > query.size

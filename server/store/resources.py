@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
-from server.store import listing, search
+from server.store import listing, projections, search
 from server.store.db import Conn
 from server.store.rows import ResourceRow, ResourceType
 
@@ -119,5 +120,17 @@ _COLLECTIONS: dict[ResourceType, listing.Collection] = {
 
 
 async def page(conn: Conn, query: listing.ListQuery, *, type: ResourceType) -> listing.Page[ResourceRow]:
+    """A page of rows (for the presenters in Python: see :func:`page_json`)."""
     found = await listing.page(conn, collection(type), query)
     return listing.Page([ResourceRow.of(r) for r in found.items], found.total, found.page, found.next)
+
+
+async def page_json(
+    conn: Conn, query: listing.ListQuery, *, type: ResourceType, fields: Sequence[str] | None = None
+) -> listing.Page[str]:
+    """A page of the API's items as JSON text, rendered by PostgreSQL (:mod:`server.store.projections`).
+
+    Raises :class:`projections.ProjectionError` when PostgreSQL cannot render one of them.
+    """
+    shape = projections.SINGLE if type == "Single" else projections.BUNDLE
+    return await listing.page_json(conn, collection(type), query, shape=shape, fields=fields)
