@@ -98,7 +98,7 @@ async def page(
     n = len(params) + len(select_params)
     offset = (query.page - 1) * query.size
     rows = await conn.fetch(
-        f"SELECT {select} FROM {collection.table} WHERE {where} ORDER BY {order} LIMIT ${n + 1} OFFSET ${n + 2}",
+        _paged(collection, select, where=where, order=order, limit=f"LIMIT ${n + 1} OFFSET ${n + 2}"),
         *params,
         *select_params,
         query.size,
@@ -147,8 +147,13 @@ async def _cursor_page(
         after_params = list(position.key)
     n = len(params) + len(select_params) + len(after_params)
     rows = await conn.fetch(
-        f"SELECT {select}, {', '.join(keyset.key_columns(keys))} FROM {collection.table}"
-        f" WHERE {condition} ORDER BY {keys.order_sql} LIMIT ${n + 1}",
+        _paged(
+            collection,
+            f"{select}, {', '.join(keyset.key_columns(keys))}",
+            where=condition,
+            order=keys.order_sql,
+            limit=f"LIMIT ${n + 1}",
+        ),
         *params,
         *select_params,
         *after_params,
@@ -165,6 +170,16 @@ async def _cursor_page(
         last = tuple(rows[-1][f"_k{i}"] for i in range(len(keys.columns)))
         token = keyset.encode(keys, keyset.Position(key=last, page=number, total=total))
     return Page(rows, total, number, token)
+
+
+def _paged(collection: Collection, select: str, *, where: str, order: str, limit: str) -> str:
+    """The page's rows in a subquery, ``select`` over them: PostgreSQL evaluates a select list for every row it
+    reads, those an OFFSET skips included, and an item's JSON is costly (and a row's columns only references)."""
+    table = collection.table
+    return (
+        f"SELECT {select} FROM (SELECT * FROM {table} WHERE {where} ORDER BY {order} {limit}) AS {table}"
+        f" ORDER BY {order}"
+    )
 
 
 async def _count(conn: Conn, collection: Collection, where: str, params: list[object]) -> int:

@@ -97,10 +97,12 @@ BUNDLE: Final = (
     Field("manifests", _or("(resources.payload #> '{data,manifests}')", "[]") + "::text"),
     Field("manifest_configs", _or("(resources.payload #> '{data,manifestConfigs}')", "[]") + "::text"),
     Field("delete_option", _or("(resources.payload #> '{data,deleteOption}')", "{}") + "::text"),
+    # NB: the keys the agent sends are those kept; only a status with others pays for listing its keys.
     Field(
         "status",
-        "(resources.status - ARRAY(SELECT k FROM jsonb_object_keys(resources.status) AS k"
-        " WHERE k <> ALL (" + _STATUS_KEYS + ")))::text",
+        "(CASE WHEN resources.status - " + _STATUS_KEYS + " = '{}'::jsonb THEN resources.status"
+        " ELSE resources.status - ARRAY(SELECT k FROM jsonb_object_keys(resources.status) AS k"
+        " WHERE k <> ALL (" + _STATUS_KEYS + ")) END)::text",
         present=_truthy("resources.status"),
     ),
 )  # fmt: skip
