@@ -34,10 +34,6 @@ Columns = Callable[[int], tuple[str, list[object]]]
 """What a list selects: given the number of its first parameter, the SQL and its parameters."""
 
 
-def _all_columns(first_param: int) -> tuple[str, list[object]]:
-    return "*", []
-
-
 @dataclasses.dataclass(frozen=True)
 class ListQuery:
     page: int = 1
@@ -76,7 +72,7 @@ class OrderByError(search.SearchError):
 
 
 async def page(
-    conn: Conn, collection: Collection, query: ListQuery, *, columns: Columns = _all_columns
+    conn: Conn, collection: Collection, query: ListQuery, *, columns: Columns | None = None
 ) -> Page[asyncpg.Record]:
     """One page of ``columns`` of the rows of ``collection`` matching the search.
 
@@ -85,6 +81,7 @@ async def page(
     """
     where, params = search.compile_search(query.search, schema=collection.schema)
     where = f"({collection.scope}) AND {where}"
+    columns = columns or (lambda first_param: (f"{collection.table}.*", []))
     if query.after is not None:
         return await _cursor_page(conn, collection, query, where=where, params=params, columns=columns)
     try:
@@ -98,7 +95,7 @@ async def page(
     n = len(params) + len(select_params)
     offset = (query.page - 1) * query.size
     rows = await conn.fetch(
-        _paged(collection, select, where=where, order=order, limit=f"LIMIT ${n + 1} OFFSET ${n + 2}"),
+        _offset_page(collection, select, where=where, order=order, limit=f"LIMIT ${n + 1} OFFSET ${n + 2}"),
         *params,
         *select_params,
         query.size,
@@ -179,6 +176,16 @@ def _paged(collection: Collection, select: str, *, where: str, order: str, limit
     return (
         f"SELECT {select} FROM (SELECT * FROM {table} WHERE {where} ORDER BY {order} {limit}) AS {table}"
         f" ORDER BY {order}"
+    )
+
+
+def _offset_page(collection: Collection, select: str, *, where: str, order: str, limit: str) -> str:
+    """As :func:`_paged`, and the subquery selects the ids only: the rows an OFFSET skips are then read from the
+    index alone where it can (the default order), not from the table."""
+    table = collection.table
+    return (
+        f"SELECT {select} FROM (SELECT {table}.id FROM {table} WHERE {where} ORDER BY {order} {limit}) AS page"
+        f" JOIN {table} ON {table}.id = page.id ORDER BY {order}"
     )
 
 
