@@ -2,6 +2,8 @@
 
 A reference on the command line (``maestro resourcebundle get REF``) is, in this order: a full id, a name, or
 the unique prefix of an id (at least 4 characters, as the tables show 8). Consumers are named by name or id.
+The hub lists bundles only under ``resource-bundles`` but reads a single resource there by id too, so a bundle
+reference also finds a single resource (in its bundle shape), as it did when the bundle list held both.
 
 A bundle's status is ``status.conditions`` with ``status.ObservedVersion`` (upstream's keys); a single
 resource's is ``status.ReconcileStatus.Conditions`` with ``ObservedVersion`` (the seed README's shape).
@@ -29,6 +31,8 @@ class Kind:
     path: str
     prefixes: bool = True
     """Whether a reference may be an id prefix (consumers are named by name)."""
+    also: str | None = None
+    """Another collection whose objects this one reads by id (names and prefixes are searched in both)."""
 
     def ref(self, obj: Mapping[str, Any]) -> str:
         """``resourcebundle/nginx`` (or the short id when the name is the id), for messages."""
@@ -38,7 +42,7 @@ class Kind:
 
 
 CONSUMER: Final = Kind("consumer", "consumers", prefixes=False)
-BUNDLE: Final = Kind("resourcebundle", "resource-bundles")
+BUNDLE: Final = Kind("resourcebundle", "resource-bundles", also="resources")
 RESOURCE: Final = Kind("resource", "resources")
 
 
@@ -64,16 +68,25 @@ def find(rest: Rest, kind: Kind, ref: str) -> dict[str, Any]:
         except APIError as exc:
             if exc.status != 404:
                 raise
-    named = rest.get(kind.path, {"search": f"name = {quote(ref)}", "size": 2}).get("items") or []
+    named = _search(rest, kind, f"name = {quote(ref)}")
     if named:
-        return dict(named[0])
+        return named[0]
     if kind.prefixes and _ID_PREFIX.match(ref):
-        items = rest.get(kind.path, {"search": f"id like {quote(ref + '%')}", "size": 2}).get("items") or []
+        items = _search(rest, kind, f"id like {quote(ref + '%')}")
         if len(items) == 1:
-            return dict(items[0])
+            return items[0]
         if len(items) > 1:
             raise CLIError(f"{kind.noun} {ref!r} is ambiguous: more than one id starts with it")
     raise CLIError(f"{kind.noun} {ref!r} not found")
+
+
+def _search(rest: Rest, kind: Kind, search: str) -> list[dict[str, Any]]:
+    """Up to two objects matching ``search`` in ``kind``'s collection and then in its ``also`` (read by id)."""
+    found: list[dict[str, Any]] = list(rest.get(kind.path, {"search": search, "size": 2}).get("items") or [])
+    if kind.also and len(found) < 2:
+        others = rest.get(kind.also, {"search": search, "size": 2 - len(found), "fields": "id"}).get("items") or []
+        found += [rest.get(f"{kind.path}/{o['id']}") for o in others]
+    return found
 
 
 def conditions(kind: Kind, obj: Mapping[str, Any]) -> list[dict[str, Any]]:

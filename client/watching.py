@@ -8,8 +8,9 @@ asks for what came after the last cursor it saw: nothing is missed and nothing p
 Only a watch that broke before its first event has no cursor; it reads the current status again instead.
 
 The stream carries bundles (a single resource is a bundle of one manifest to the hub), and so does every line
-printed, the current status included: ``resource status --watch`` keeps the single resources' events. The hub
-filters by consumer; by name is done here.
+printed, the current status included: ``resource status --watch`` keeps the single resources' events,
+``resourcebundle status --watch`` the others (as the hub's bundle list does). The hub filters by consumer; by
+name and by type is done here.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from typing import Any, Final
 
 from client import objects, render, works
 from client.errors import APIError, UnreachableError
-from client.objects import BUNDLE, Kind
+from client.objects import BUNDLE, RESOURCE, Kind
 from client.rest import Rest
 
 IDLE_TIMEOUT: Final = 45.0
@@ -59,17 +60,15 @@ class _Selection:
         rid = str(obj.get("id"))
         if self.target is not None:
             return rid == self.target
-        if self.kind is BUNDLE:
-            return True
         if rid not in self.singles:
             try:
-                self.rest.get(f"{self.kind.path}/{rid}")
+                self.rest.get(f"{RESOURCE.path}/{rid}")
                 self.singles[rid] = True
             except APIError as exc:
                 if exc.status != 404:
                     raise
                 self.singles[rid] = False  # NB: a bundle (or a resource gone before we first saw it).
-        return self.singles[rid]
+        return self.singles[rid] == (self.kind is RESOURCE)
 
 
 def watch(rest: Rest, kind: Kind, args: argparse.Namespace) -> int:
@@ -125,11 +124,12 @@ def _print_current(
         items = [rest.get(f"{BUNDLE.path}/{target['id']}")]
     else:
         search = f"consumer_name = {objects.quote(args.consumer)}" if args.consumer else None
-        items = list(rest.pages(BUNDLE.path, {"search": search}))
-        if kind is not BUNDLE:
-            singles = {str(o["id"]) for o in rest.pages(kind.path, {"search": search})}
-            selection.singles.update({str(o["id"]): str(o["id"]) in singles for o in items})
-            items = [o for o in items if str(o["id"]) in singles]
+        if kind is BUNDLE:
+            items = list(rest.pages(BUNDLE.path, {"search": search}))
+        else:  # NB: each in the stream's (bundle) shape, which the hub serves by id only.
+            found = rest.pages(kind.path, {"search": search, "fields": "id"})
+            items = [rest.get(f"{BUNDLE.path}/{o['id']}") for o in found]
+        selection.singles.update({str(o["id"]): kind is RESOURCE for o in items})
     selection.names.update({str(o["id"]): render.short_name(o) for o in items})
     for obj in items:
         _print_event({"type": "Current", "cursor": None, "object": obj}, args.output, selection=selection)

@@ -9,12 +9,17 @@ from starlette.responses import JSONResponse, Response
 
 from server.http import bodies, listing, presenters, state
 from server.services import consumers
+from server.services import listing as listing_service
 
 
 async def list_consumers(request: Request) -> Response:
     db = state.database(request)
     return await listing.respond(
-        request, kind="Consumer", fetch=functools.partial(consumers.page, db), present=presenters.consumer
+        request,
+        kind="Consumer",
+        items=functools.partial(listing_service.consumer_items, db),
+        rows=functools.partial(listing_service.consumer_page, db),
+        present=presenters.consumer,
     )
 
 

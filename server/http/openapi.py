@@ -120,7 +120,17 @@ def _list(item: str) -> dict[str, Any]:
             "kind": STR,
             "page": {"type": "integer"},
             "size": {"type": "integer"},
-            "total": {"type": "integer"},
+            "total": {
+                "type": "integer",
+                "description": "rows matching the search. By page number: exact. In a cursor walk (after=): counted"
+                " on the walk's first page and repeated on the later ones (the total when the walk started), exact"
+                " up to 10,000 and PostgreSQL's planner estimate beyond",
+            },
+            "next": {
+                "type": "string",
+                "nullable": True,
+                "description": "only with after=: the after= token of the next page, null on the last page",
+            },
             # NB: with ``fields=``, items are projections: ``id`` plus the fields asked for.
             "items": {"type": "array", "items": {"anyOf": [ref(item), PROJECTION]}},
         },
@@ -307,6 +317,13 @@ LIST_PARAMS: Final = [
     {"name": "search", "in": "query", "schema": STR},
     {"name": "orderBy", "in": "query", "schema": STR},
     {"name": "fields", "in": "query", "schema": STR},
+    {
+        "name": "after",
+        "in": "query",
+        "schema": STR,
+        "description": "keyset pagination: empty to start a walk, then the previous page's next. A page costs the"
+        " same at any depth. Not with page; orderBy may be created_at, name or id (asc or desc), or left out",
+    },
 ]
 ID_PARAM: Final = {"name": "id", "in": "path", "required": True, "schema": STR}
 VERSION_PARAM: Final = {
@@ -476,8 +493,10 @@ def document() -> dict[str, Any]:
             "/api/maestro/v1/resource-bundles": {
                 "get": _op(
                     "listResourceBundles",
-                    "List resource bundles. With watch=true (and optional cursor, consumer_name, source) the"
-                    " response is instead a stream of status changes as application/x-ndjson or text/event-stream",
+                    "List resource bundles (bundles only: single resources are listed under /resources, though"
+                    " each is also readable here by id). With watch=true (and optional cursor, consumer_name,"
+                    " source) the response is instead a stream of status changes as application/x-ndjson or"
+                    " text/event-stream",
                     200,
                     "ResourceBundleList",
                     params=LIST_PARAMS,

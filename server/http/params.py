@@ -36,11 +36,18 @@ def list_query(request: Request) -> listing.ListQuery:
     search = request.query_params.get("search", "")
     if "\x00" in search:
         raise SearchParseError("Failed to parse search query: NUL characters are not allowed")
+    after = request.query_params.get("after")
+    if after is not None:
+        if page != 1:
+            raise BadRequest("page and after cannot be combined: a cursor walk pages with after=<next> alone")
+        if size == 0:
+            raise BadRequest("size must be 1 or more with after")
     return listing.ListQuery(
         page=page,
         size=size,
         search=search,
         order_by=request.query_params.get("orderBy", ""),
+        after=after,
     )
 
 

@@ -8,14 +8,21 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from server.http import bodies, history, listing, presenters, state, watch
+from server.services import listing as listing_service
 from server.services import resources
 
 
 async def list_bundles(request: Request) -> Response:
     if request.query_params.get("watch", "").lower() in ("true", "1"):
         return await watch.watch_bundles(request)
-    fetch = functools.partial(resources.page, state.database(request))
-    return await listing.respond(request, kind="ResourceBundle", fetch=fetch, present=presenters.bundle)
+    db = state.database(request)
+    return await listing.respond(
+        request,
+        kind="ResourceBundle",
+        items=functools.partial(listing_service.resource_items, db, type="Bundle"),
+        rows=functools.partial(listing_service.resource_page, db, type="Bundle"),
+        present=presenters.bundle,
+    )
 
 
 async def create_bundle(request: Request) -> Response:

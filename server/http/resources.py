@@ -9,12 +9,19 @@ from starlette.responses import JSONResponse, Response
 
 from server.errors import NotFound
 from server.http import bodies, history, listing, presenters, state
+from server.services import listing as listing_service
 from server.services import resources
 
 
 async def list_resources(request: Request) -> Response:
-    fetch = functools.partial(resources.page, state.database(request), type="Single")
-    return await listing.respond(request, kind="Resource", fetch=fetch, present=presenters.resource)
+    db = state.database(request)
+    return await listing.respond(
+        request,
+        kind="Resource",
+        items=functools.partial(listing_service.resource_items, db, type="Single"),
+        rows=functools.partial(listing_service.resource_page, db, type="Single"),
+        present=presenters.resource,
+    )
 
 
 async def create_resource(request: Request) -> Response:

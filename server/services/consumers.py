@@ -10,7 +10,7 @@ import databases
 
 from server.errors import Conflict, Forbidden, NotFound
 from server.services import validation as v
-from server.store import consumers, listing
+from server.store import consumers
 from server.store.db import connection, transaction
 from server.store.rows import ConsumerRow
 
@@ -59,11 +59,6 @@ async def get(db: databases.Database, consumer_id: str) -> ConsumerRow:
     if row is None:
         raise _not_found(consumer_id)
     return row
-
-
-async def page(db: databases.Database, query: listing.ListQuery) -> tuple[list[ConsumerRow], int]:
-    async with connection(db) as conn:
-        return await consumers.page(conn, query)
 
 
 async def patch(db: databases.Database, consumer_id: str, body: dict[str, Any]) -> ConsumerRow:

@@ -27,7 +27,7 @@ import databases
 
 from server.errors import Conflict, NotFound, ValidationError
 from server.services import validation as v
-from server.store import listing, resources
+from server.store import resources
 from server.store.db import connection, transaction
 from server.store.rows import ResourceRow, ResourceType
 
@@ -366,10 +366,3 @@ async def get(db: databases.Database, rid: str, *, expect_type: ResourceType | N
     if row is None or (expect_type and row.type != expect_type):
         raise NotFound(f"Resource with id='{rid}' not found")
     return row
-
-
-async def page(
-    db: databases.Database, query: listing.ListQuery, *, type: ResourceType | None = None
-) -> tuple[list[ResourceRow], int]:
-    async with connection(db) as conn:
-        return await resources.page(conn, query, type=type)

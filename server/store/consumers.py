@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from server.store import listing, search
+from collections.abc import Sequence
+
+from server.store import listing, projections, search
 from server.store.db import Conn
 from server.store.rows import ConsumerRow
 
@@ -51,8 +53,19 @@ async def delete(conn: Conn, id: str) -> bool:
     return bool(await conn.fetchval("DELETE FROM consumers WHERE id = $1 RETURNING true", id))
 
 
-async def page(conn: Conn, query: listing.ListQuery) -> tuple[list[ConsumerRow], int]:
-    rows, total = await listing.page(
-        conn, table="consumers", schema=SCHEMA, query=query, default_order="consumers.created_at, consumers.id"
-    )
-    return [ConsumerRow.of(r) for r in rows], total
+COLLECTION = listing.Collection(
+    name="consumers",
+    table="consumers",
+    schema=SCHEMA,
+    cursor_orders={"created_at": ("created_at", "id"), "name": ("name",), "id": ("id",)},
+)
+
+
+async def page(conn: Conn, query: listing.ListQuery) -> listing.Page[ConsumerRow]:
+    found = await listing.page(conn, COLLECTION, query)
+    return listing.Page([ConsumerRow.of(r) for r in found.items], found.total, found.page, found.next)
+
+
+async def page_json(conn: Conn, query: listing.ListQuery, *, fields: Sequence[str] | None = None) -> listing.Page[str]:
+    """A page of the API's items as JSON text, rendered by PostgreSQL (:mod:`server.store.projections`)."""
+    return await listing.page_json(conn, COLLECTION, query, shape=projections.CONSUMER, fields=fields)

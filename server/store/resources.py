@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
-from server.store import listing, logs, search
+from server.store import listing, logs, projections, search
 from server.store.db import Conn
 from server.store.rows import ResourceRow, ResourceType
 
@@ -135,14 +136,42 @@ async def hard_delete(conn: Conn, id: str, *, actor: str | None = None) -> bool:
     return bool(deleted)
 
 
-async def page(
-    conn: Conn,
-    query: listing.ListQuery,
-    *,
-    type: ResourceType | None = None,
-) -> tuple[list[ResourceRow], int]:
-    table = "resources" if type is None else f"(SELECT * FROM resources WHERE type = '{type}') AS resources"
-    rows, total = await listing.page(
-        conn, table=table, schema=SCHEMA, query=query, default_order="resources.created_at, resources.id"
-    )
-    return [ResourceRow.of(r) for r in rows], total
+def collection(type: ResourceType) -> listing.Collection:
+    """The list of single resources (``/resources``) or of bundles (``/resource-bundles``)."""
+    return _COLLECTIONS[type]
+
+
+_CURSOR_ORDERS = {"created_at": ("created_at", "id"), "name": ("name",), "id": ("id",)}
+_COLLECTIONS: dict[ResourceType, listing.Collection] = {
+    "Single": listing.Collection(
+        name="resources",
+        table="resources",
+        schema=SCHEMA,
+        cursor_orders=_CURSOR_ORDERS,
+        scope="resources.type = 'Single'",
+    ),
+    "Bundle": listing.Collection(
+        name="resource-bundles",
+        table="resources",
+        schema=SCHEMA,
+        cursor_orders=_CURSOR_ORDERS,
+        scope="resources.type = 'Bundle'",
+    ),
+}
+
+
+async def page(conn: Conn, query: listing.ListQuery, *, type: ResourceType) -> listing.Page[ResourceRow]:
+    """A page of rows (for the presenters in Python: see :func:`page_json`)."""
+    found = await listing.page(conn, collection(type), query)
+    return listing.Page([ResourceRow.of(r) for r in found.items], found.total, found.page, found.next)
+
+
+async def page_json(
+    conn: Conn, query: listing.ListQuery, *, type: ResourceType, fields: Sequence[str] | None = None
+) -> listing.Page[str]:
+    """A page of the API's items as JSON text, rendered by PostgreSQL (:mod:`server.store.projections`).
+
+    Raises :class:`projections.ProjectionError` when PostgreSQL cannot render one of them.
+    """
+    shape = projections.SINGLE if type == "Single" else projections.BUNDLE
+    return await listing.page_json(conn, collection(type), query, shape=shape, fields=fields)

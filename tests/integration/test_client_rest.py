@@ -267,6 +267,22 @@ async def test_resource_apply_list_get_delete(
         got = json.loads((await maestro("resource", "get", updated["id"][:10], "-o", "json", rest_url=url)).out)
         assert got["id"] == updated["id"]
 
+        # The hub lists bundles only under resource-bundles; the CLI still finds a single resource as a bundle.
+        bundles = json.loads(
+            (await maestro("resourcebundle", "list", "--consumer", consumer, "-o", "json", rest_url=url)).out
+        )
+        assert (bundles["total"], bundles["items"]) == (0, [])
+        for ref in (updated["id"][:8], updated["name"]):
+            as_bundle = await maestro("resourcebundle", "get", ref, "-o", "json", rest_url=url)
+            found = json.loads(as_bundle.out)
+            assert (found["id"], found["manifests"][0]["kind"]) == (updated["id"], "Deployment"), as_bundle.err
+        watcher = await spawn("resource", "status", "--watch", "--consumer", consumer, "-o", "json", rest_url=url)
+        try:
+            currents = [json.loads(await next_line(watcher.stdout)) for _ in listed["items"]]
+            assert {(c["type"], c["object"]["id"]) for c in currents} == {("Current", i["id"]) for i in listed["items"]}
+        finally:
+            await stop(watcher)
+
         for item in listed["items"]:
             deleted = await maestro("resource", "delete", item["id"], "--wait", rest_url=url)
             assert deleted.code == 0, deleted.err

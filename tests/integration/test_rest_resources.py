@@ -338,18 +338,24 @@ async def test_bundle_get_and_put_unknown_is_404(client: httpx.AsyncClient) -> N
     assert_error(await client.put(f"{BUNDLES}/{uuid.uuid4()}", json={"version": 0, "manifests": [nginx()]}), 404, 7)
 
 
-async def test_single_resources_appear_as_bundles(client: httpx.AsyncClient) -> None:
+async def test_bundle_list_has_bundles_only(client: httpx.AsyncClient) -> None:
+    """A single resource is readable by id as a bundle, but the bundle list and its total hold bundles only."""
     single = await post(client)
     bundle = await post(client, BUNDLES, manifests=[CONFIGMAP])
     listed = (await client.get(BUNDLES, params={"orderBy": "created_at"})).json()
-    assert [b["id"] for b in listed["items"]] == [single["id"], bundle["id"]]
+    assert [b["id"] for b in listed["items"]] == [bundle["id"]]
+    assert (listed["size"], listed["total"]) == (1, 1)
+    assert (await client.get(BUNDLES, params={"size": 0})).json()["total"] == 1
+    searched = (await client.get(BUNDLES, params={"search": f"id = '{single['id']}'"})).json()
+    assert (searched["items"], searched["total"]) == ([], 0)
     as_bundle = (await client.get(f"{BUNDLES}/{single['id']}")).json()
     assert as_bundle["manifests"] == [single["manifest"]]
     assert as_bundle["manifest_configs"][0]["updateStrategy"] == {"type": "ServerSideApply"}
     assert as_bundle["delete_option"] == {"propagationPolicy": "Foreground"}
-    assert [r["id"] for r in (await client.get(RESOURCES)).json()["items"]] == [single["id"]]
+    resources = (await client.get(RESOURCES)).json()
+    assert ([r["id"] for r in resources["items"]], resources["total"]) == ([single["id"]], 1)
     fields = (await client.get(BUNDLES, params={"fields": "consumer_name,metadata.name", "size": 1})).json()
-    assert fields["items"] == [{"id": single["id"], "consumer_name": "cluster1", "metadata": {"name": single["id"]}}]
+    assert fields["items"] == [{"id": bundle["id"], "consumer_name": "cluster1", "metadata": {"name": bundle["id"]}}]
 
 
 async def test_bundle_search(client: httpx.AsyncClient) -> None:

@@ -66,9 +66,10 @@ async def test_readme_walkthrough(client: httpx.AsyncClient) -> None:
     assert got.json() == resource
 
     bundles = (await client.get("/api/maestro/v1/resource-bundles")).json()
-    assert bundles["kind"] == "ResourceBundleList"
-    assert bundles["items"][0]["manifests"] == [NGINX]
-    assert bundles["items"][0]["metadata"]["namespace"] == "cluster1"
+    assert (bundles["kind"], bundles["total"], bundles["items"]) == ("ResourceBundleList", 0, [])
+    as_bundle = (await client.get(f"/api/maestro/v1/resource-bundles/{resource['id']}")).json()
+    assert as_bundle["manifests"] == [NGINX]
+    assert as_bundle["metadata"]["namespace"] == "cluster1"
 
 
 async def test_api_metadata_and_unknown_paths(client: httpx.AsyncClient) -> None:
