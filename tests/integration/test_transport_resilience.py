@@ -108,8 +108,9 @@ class Writer:
 
         async def job() -> None:
             body = {"id": rid, "consumer_name": consumer, "manifest": configmap(name)}
-            # NB: 409 is a retried create whose first attempt committed before the hub died.
-            await until_done(self.client, "POST", "/resources", json=body, ok=(201, 409))
+            # NB: 200 is a retried create whose first attempt committed before the hub died (creates are idempotent
+            # by id: the same body again answers the resource, not a conflict).
+            await until_done(self.client, "POST", "/resources", json=body, ok=(200, 201))
             self.expected[rid] = (consumer, "1")
             self.names[rid] = name
 
