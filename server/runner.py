@@ -19,7 +19,7 @@ from starlette.applications import Starlette
 from protocol import mqtt_config
 from protocol.errors import ConfigError
 from server import app as app_mod
-from server import dsn, embedded, health, listeners, logging_setup, migrate
+from server import dsn, embedded, health, listeners, logging_setup, migrate, tasks
 from server.dispatch import embedded_mqtt, instances, listen, summary
 from server.dispatch.transport import Transport, supervise
 from server.grpc import server as grpc_server_mod
@@ -171,16 +171,21 @@ async def _run(
     broker_config: mqtt_config.MQTTConfig | None,
     sockets: dict[str, socket.socket],
 ) -> int:
-    """The background services as named tasks around the listeners; everything stops together."""
+    """The background services as guarded tasks around the listeners; everything stops together, and the end of
+    an essential one (a crash) stops the process with exit status 1 instead of serving without it."""
     registry = instances.Registry(database, settings.client_id, interval=settings.heartbeat_interval)
     feed = watch.StatusFeed(poll_interval=settings.dispatch_poll_interval)
+    crashed = tasks.Crashed()
+    status_listen = listen.listen(dsn.plain(url), logs.STATUS_CHANNEL, feed.wake)
     background = [
-        asyncio.create_task(registry.run(), name="instance-registry"),
-        asyncio.create_task(feed.run(), name="status-feed"),
-        asyncio.create_task(listen.listen(dsn.plain(url), logs.STATUS_CHANNEL, feed.wake), name="status-listen"),
+        tasks.create_guarded_task(registry.run(), name="instance-registry", crashed=crashed),
+        tasks.create_guarded_task(feed.run(), name="status-feed", crashed=crashed),
+        tasks.create_guarded_task(status_listen, name="status-listen", crashed=crashed),
     ]
     if settings.log_summary_interval > 0:
-        background.append(asyncio.create_task(summary.run(settings.log_summary_interval), name="activity-summary"))
+        background.append(
+            tasks.create_guarded_task(summary.run(settings.log_summary_interval), name="activity-summary")
+        )
     grpc_server = None
     try:
         if settings.enable_grpc_server:
@@ -197,14 +202,12 @@ async def _run(
             except (OSError, ValueError) as exc:
                 raise StartupError(f"cannot serve gRPC on port {settings.grpc_server_bindport}: {exc}") from None
             log.info("gRPC CloudEventService listening on %s:%d", settings.server_hostname, port)
-        async with _transport(settings, database, url, registry, broker_config) as transport:
-            return await _serve(settings, database, transport, registry, feed, sockets)
+        async with _transport(settings, database, url, registry, broker_config, crashed) as transport:
+            return await _serve(settings, database, transport, registry, feed, sockets, crashed)
     finally:
         if grpc_server is not None:
             await grpc_server.stop(grace=5)
-        for task in background:
-            task.cancel()
-        await asyncio.gather(*background, return_exceptions=True)
+        await tasks.stop(background, timeout=10)
 
 
 @contextlib.asynccontextmanager
@@ -214,6 +217,7 @@ async def _transport(
     url: str,
     registry: instances.Registry,
     config: mqtt_config.MQTTConfig | None,
+    crashed: tasks.Crashed,
 ) -> AsyncIterator[Transport]:
     """The MQTT transport as a named, supervised task (with an embedded broker when none is configured)."""
     broker: embedded_mqtt.EmbeddedBroker | None = None
@@ -241,13 +245,11 @@ async def _transport(
             config.port,
         )
     transport = Transport(settings, database, config, dsn=dsn.plain(url), registry=registry)
-    task = asyncio.create_task(supervise(transport), name="transport")
+    task = tasks.create_guarded_task(supervise(transport), name="transport", crashed=crashed)
     try:
         yield transport
     finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        await tasks.stop([task], timeout=10)
         if broker is not None:
             await broker.stop()
 
@@ -259,8 +261,11 @@ async def _serve(
     registry: instances.Registry,
     feed: watch.StatusFeed,
     sockets: dict[str, socket.socket],
+    crashed: tasks.Crashed,
 ) -> int:
     async def ready() -> bool:
+        if crashed:
+            return False
         async with store_db.connection(database) as conn:
             db_ok = bool(await conn.fetchval("SELECT true"))
         return db_ok and transport.connected and registry.registered.is_set()
@@ -276,15 +281,22 @@ async def _serve(
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, stop.set)
-    tasks = [
-        asyncio.create_task(s.serve(sockets=[sockets[name]]), name=f"uvicorn:{name}:{s.config.port}")
+    serving = [
+        tasks.create_guarded_task(
+            s.serve(sockets=[sockets[name]]), name=f"uvicorn:{name}:{s.config.port}", crashed=crashed
+        )
         for name, s in servers.items()
     ]
     stopper = asyncio.create_task(stop.wait(), name="stop-signal")
-    done, _ = await asyncio.wait([*tasks, stopper], return_when=asyncio.FIRST_COMPLETED)
+    broken = asyncio.create_task(crashed.wait(), name="essential-task-ended")
+    await asyncio.wait([stopper, broken], return_when=asyncio.FIRST_COMPLETED)
+    failed = list(crashed.names)
+    crashed.closing = True
     for s in servers.values():
         s.should_exit = True
-    await asyncio.gather(*tasks, return_exceptions=True)
-    stopper.cancel()
-    failed = [t for t in tasks if t in done and (t.exception() or not t.result())] if stopper not in done else []
-    return 1 if failed else 0
+    await asyncio.gather(*serving, return_exceptions=True)
+    await tasks.stop([stopper, broken], timeout=1)
+    if failed:
+        log.error("stopping: essential task(s) ended: %s", ", ".join(failed))
+        return 1
+    return 0

@@ -18,11 +18,13 @@ log = logging.getLogger(__name__)
 
 
 class Crashed:
-    """Which essential tasks ended by themselves; ``event`` is set on the first."""
+    """Which essential tasks ended by themselves; ``event`` is set on the first. Once ``closing`` is set (the
+    process is stopping them), an essential task that returns has done what it was asked."""
 
     def __init__(self) -> None:
         self.event = asyncio.Event()
         self.names: list[str] = []
+        self.closing = False
 
     def __bool__(self) -> bool:
         return self.event.is_set()
@@ -44,6 +46,8 @@ def create_guarded_task(
         exc = done.exception()
         if exc is not None:
             log.error("task %s crashed: %r", name, exc, exc_info=exc)
+        elif crashed is not None and crashed.closing:
+            return
         elif crashed is not None:
             log.error("task %s ended on its own; it should run until the process stops", name)
         else:

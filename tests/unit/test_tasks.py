@@ -76,3 +76,11 @@ async def test_stop_waits_at_most_its_timeout_and_names_the_stuck(caplog: pytest
     finally:
         release.set()
         await rude
+
+
+async def test_an_essential_task_may_return_once_the_process_is_closing(caplog: pytest.LogCaptureFixture) -> None:
+    crashed = tasks.Crashed()
+    crashed.closing = True
+    await tasks.create_guarded_task(asyncio.sleep(0), name="uvicorn:REST", crashed=crashed)
+    assert not crashed
+    assert caplog.records == []
