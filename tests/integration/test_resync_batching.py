@@ -57,3 +57,26 @@ async def test_status_resync_is_batched_under_the_limit(database: databases.Data
         assert len(json.dumps(data, separators=(",", ":"))) <= 2048
         asked += [h["resourceID"] for h in data["statusHashes"]]
     assert sorted(asked) == sorted(created)  # every resource asked about exactly once
+
+
+async def test_status_resync_walks_owned_consumers_with_resources_page_by_page(database: databases.Database) -> None:
+    names = [f"c{n:02d}" for n in range(23)]
+    for name in [*names, "empty"]:
+        await consumers.create(database, {"name": name})
+    for name in names:
+        await resources.create_bundle(database, {"consumer_name": name, "manifests": [NGINX]}, source="maestro")
+    pattern = "sources/maestro/consumers/+/sourceevents"
+    odd = {n for n in names if int(n[1:]) % 2}
+    for wanted in (None, [*sorted(odd), "empty", "unknown"]):
+        recorder = Recorder()
+        await resync.status_resync(
+            database, recorder, source_id="maestro", source_events=pattern, consumers=wanted, page=5
+        )
+        asked = [topic.split("/")[3] for topic, _ in recorder.sent]
+        # NB: one request each, in order; a consumer without resources is not asked (an empty list = "send all")
+        assert asked == sorted(odd if wanted else names)
+    recorder = Recorder()
+    await resync.status_resync(
+        database, recorder, source_id="maestro", source_events=pattern, owns=lambda n: n in odd, page=5
+    )
+    assert [topic.split("/")[3] for topic, _ in recorder.sent] == sorted(odd)
