@@ -26,7 +26,7 @@ import asyncio
 import itertools
 import logging
 import random
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from typing import Any
 
 import databases
@@ -77,15 +77,37 @@ async def status_resync(
 async def _walk(
     database: databases.Database, consumers: Iterable[str] | None, owns: Callable[[str], bool] | None, page: int
 ) -> AsyncIterator[tuple[str, list[tuple[str, str]]]]:
-    """``(consumer, [(resource id, status hash)])`` for each consumer with resources, a page at a time."""
+    """``(consumer, [(resource id, status hash)])`` for each consumer with resources, a page at a time; the next
+    page is read while the caller publishes this one."""
     pages = _pages(database, page) if consumers is None else _chunks(sorted(set(consumers)), page)
-    async for names in pages:
-        mine = [n for n in names if owns is None or owns(n)]
-        if not mine:
-            continue
-        rows = await guard.finish(_hashes(database, mine))
-        for name, group in itertools.groupby(rows, key=lambda r: r[0]):
-            yield name, [(rid, h or statushash.EMPTY_HASH) for _, rid, h in group]
+    # NB: each read is a unit of work in its own task, awaited to its end (never cancelled halfway) also when the
+    # walk stops early: a cancellation, a failed publish (see server.dispatch.guard). At most two: the page being
+    # published and the next.
+    reads: list[asyncio.Future[list[tuple[str, str, str | None]]]] = []
+    try:
+        async for names in pages:
+            mine = [n for n in names if owns is None or owns(n)]
+            if mine:
+                reads.append(asyncio.ensure_future(_hashes(database, mine)))
+            if len(reads) == 2:
+                for item in _grouped(await asyncio.shield(reads[0])):
+                    yield item
+                del reads[0]
+        while reads:
+            for item in _grouped(await asyncio.shield(reads[0])):
+                yield item
+            del reads[0]
+    finally:
+        if reads:
+            await asyncio.wait(reads)
+        for read in reads:
+            if not read.cancelled():
+                read.exception()  # NB: retrieved: whatever ended the walk wins.
+
+
+def _grouped(rows: list[tuple[str, str, str | None]]) -> Iterator[tuple[str, list[tuple[str, str]]]]:
+    for name, group in itertools.groupby(rows, key=lambda r: r[0]):
+        yield name, [(rid, h or statushash.EMPTY_HASH) for _, rid, h in group]
 
 
 async def _pages(database: databases.Database, page: int) -> AsyncIterator[list[str]]:
@@ -102,7 +124,7 @@ async def _chunks(names: list[str], page: int) -> AsyncIterator[list[str]]:
 
 async def _names(database: databases.Database, after: str, page: int) -> list[str]:
     async with connection(database) as conn:
-        return await status.consumers_with_resources(conn, after=after, limit=page)
+        return await status.consumer_names(conn, after=after, limit=page)
 
 
 async def _hashes(database: databases.Database, names: list[str]) -> list[tuple[str, str, str | None]]:

@@ -8,14 +8,10 @@ from typing import Any
 from server.store.db import Conn
 
 
-async def consumers_with_resources(conn: Conn, *, after: str = "", limit: int = 100) -> list[str]:
-    """Up to ``limit`` names of consumers that have resources, in order, after ``after`` (a page of a walk)."""
-    rows = await conn.fetch(
-        "SELECT DISTINCT consumer_name FROM resources WHERE consumer_name > $1 ORDER BY consumer_name LIMIT $2",
-        after,
-        limit,
-    )
-    return [r["consumer_name"] for r in rows]
+async def consumer_names(conn: Conn, *, after: str = "", limit: int = 100) -> list[str]:
+    """Up to ``limit`` consumer names after ``after``, in order (a page of a walk over every consumer)."""
+    rows = await conn.fetch("SELECT name FROM consumers WHERE name > $1 ORDER BY name LIMIT $2", after, limit)
+    return [r["name"] for r in rows]
 
 
 async def hashes(conn: Conn, consumer_names: list[str]) -> list[tuple[str, str, str | None]]:
