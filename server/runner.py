@@ -36,11 +36,36 @@ class StartupError(Exception):
 
 
 class _Server(uvicorn.Server):
-    """A uvicorn server that leaves signals to us: several run in one process and stop together."""
+    """A uvicorn server that leaves signals to us (several run in one process and stop together), and ticks once a
+    second rather than ten times (its tick refreshes the ``Date`` header; a hub at rest should not wake for
+    nothing), stopping as soon as it is told."""
+
+    def __init__(self, config: uvicorn.Config) -> None:
+        self._exit = asyncio.Event()
+        super().__init__(config)
+
+    @property
+    def should_exit(self) -> bool:
+        return self._exit.is_set()
+
+    @should_exit.setter
+    def should_exit(self, value: bool) -> None:
+        if value:
+            self._exit.set()
+        else:
+            self._exit.clear()
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
         yield
+
+    async def main_loop(self) -> None:
+        counter = 0
+        while not await self.on_tick(counter):
+            counter = (counter + 10) % 864000  # NB: uvicorn does its once-a-second work when counter % 10 == 0
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(1.0):
+                    await self._exit.wait()
 
 
 def _server(app: Starlette, settings: Settings, port: int) -> uvicorn.Server:
