@@ -89,7 +89,7 @@ class Registry:
         return gained
 
     def take_departed(self) -> bool:
-        """Whether a replica left the live set since the last call."""
+        """Whether another replica left the live set since the last call."""
         departed, self._departed = self._departed, False
         return departed
 
@@ -124,7 +124,7 @@ class Registry:
                     len(after),
                     len(after - before),
                 )
-                self._departed |= bool(set(self.members) - set(members))
+                self._departed |= bool(set(self.members) - set(members) - {self.id})
                 if self.id in self.members:  # NB: see the module docstring: a join is not a takeover.
                     self._gained |= after - before
                 self.members = members
