@@ -162,8 +162,6 @@ class Resyncs:
         self._everyone = False
         self._some: set[str] = set()
         self._wake = asyncio.Event()
-        self.rounds = 0
-        """Resyncs completed (tests wait on it)."""
 
     def linked(self) -> None:
         self._link = True
@@ -211,7 +209,6 @@ class Resyncs:
                     owns=self.owns,
                     max_bytes=self.max_bytes,
                 )
-                self.rounds += 1
                 failures = 0
             except Exception as exc:
                 failures += 1
