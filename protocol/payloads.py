@@ -8,7 +8,10 @@ loudly as :class:`ProtocolError`.
 
 from __future__ import annotations
 
-from typing import Any, Literal, NotRequired, TypedDict
+import json
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any, Final, Literal, NotRequired, TypedDict
 
 from protocol import types
 from protocol.errors import ProtocolError
@@ -125,6 +128,70 @@ class StatusResyncRequest(TypedDict):
     """Data of ``status.resync_request`` (hub → agent): what the hub has; an empty list means "send all"."""
 
     statusHashes: list[ResourceStatusHash]
+
+
+OBJECT_META_KEYS: Final = (
+    "name",
+    "generateName",
+    "namespace",
+    "selfLink",
+    "uid",
+    "resourceVersion",
+    "generation",
+    "creationTimestamp",
+    "deletionTimestamp",
+    "deletionGracePeriodSeconds",
+    "labels",
+    "annotations",
+    "ownerReferences",
+    "finalizers",
+    "managedFields",
+)
+"""``metav1.ObjectMeta``'s JSON keys in the order Go writes them."""
+
+
+def _go_time(value: datetime) -> str:
+    """A ``metav1.Time`` as Go writes it: RFC 3339, UTC, whole seconds."""
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def work_metadata(
+    stored: Mapping[str, Any],
+    *,
+    resource_id: str,
+    consumer: str,
+    version: int,
+    created_at: datetime | None,
+    deleted_at: datetime | None = None,
+) -> str:
+    """The ``metadata`` extension: the work's ``ObjectMeta`` as JSON text, as sdk-go's source codec writes it.
+
+    ``stored`` is the metadata a client gave (labels, annotations, …); the rest comes from the resource: the name
+    and uid are the resource id (upstream renames the work so that it is unique on the agent), the namespace is
+    the consumer, ``generation`` and ``resourceVersion`` are the resource's version (as upstream's source client
+    sets them), the timestamps its creation and deletion. Keys in Go's field order, maps sorted, empty fields
+    left out and an unknown ``creationTimestamp`` written as ``null``, as ``json.Marshal`` does.
+    """
+    meta: dict[str, Any] = {k: v for k, v in stored.items() if v not in (None, "", 0, [], {})}
+    meta.update(
+        name=resource_id,
+        namespace=consumer,
+        uid=resource_id,
+        resourceVersion=str(version),
+        generation=version,
+        creationTimestamp=_go_time(created_at) if created_at is not None else None,
+    )
+    meta.pop("deletionTimestamp", None)
+    if deleted_at is not None:
+        meta["deletionTimestamp"] = _go_time(deleted_at)
+    if not version:
+        del meta["generation"]
+    for key in ("labels", "annotations"):
+        if isinstance(meta.get(key), dict):
+            meta[key] = dict(sorted(meta[key].items()))
+    ordered: dict[str, Any] = {k: meta[k] for k in OBJECT_META_KEYS if k in meta}
+    ordered.update(sorted((k, v) for k, v in meta.items() if k not in ordered))
+    return json.dumps(ordered, separators=(",", ":"), ensure_ascii=False)
 
 
 def _entries(data: object, key: str) -> list[dict[str, Any]]:

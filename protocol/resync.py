@@ -22,8 +22,11 @@ DEFAULT_MAX_ITEMS: Final = 1000
 T = TypeVar("T")
 
 
+_COMPACT = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+
+
 def _size(value: Any) -> int:
-    return len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode("utf-8"))
+    return len(_COMPACT.encode(value).encode("utf-8"))
 
 
 def batches(
@@ -36,6 +39,8 @@ def batches(
     """Split ``items`` into ``{key: [...]}`` payloads whose compact JSON is at most ``max_bytes`` long."""
     if max_items < 1:
         raise ValueError("max_items must be at least 1")
+    if len(items) <= max_items and _size(whole := {key: list(items)}) <= max_bytes:
+        return [whole]  # NB: the common case, one encode instead of one per item.
     envelope = _size({key: []})
     result: list[dict[str, list[T]]] = []
     current: list[T] = []

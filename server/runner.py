@@ -36,12 +36,26 @@ class StartupError(Exception):
 
 
 class _Server(uvicorn.Server):
-    """A uvicorn server that leaves signals to us (several run in one process and stop together) and says once,
-    by name, where it serves; its own log records name the listener (:data:`logging_setup.LISTENER`)."""
+    """A uvicorn server that leaves signals to us (several run in one process and stop together), says once, by
+    name, where it serves (its own log records name the listener: :data:`logging_setup.LISTENER`), and ticks once a
+    second rather than ten times (its tick refreshes the ``Date`` header; a hub at rest should not wake for
+    nothing), stopping as soon as it is told."""
 
     def __init__(self, config: uvicorn.Config, name: str) -> None:
+        self._exit = asyncio.Event()
         super().__init__(config)
         self.name = name
+
+    @property
+    def should_exit(self) -> bool:
+        return self._exit.is_set()
+
+    @should_exit.setter
+    def should_exit(self, value: bool) -> None:
+        if value:
+            self._exit.set()
+        else:
+            self._exit.clear()
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
@@ -50,6 +64,14 @@ class _Server(uvicorn.Server):
     async def serve(self, sockets: list[socket.socket] | None = None) -> None:
         logging_setup.LISTENER.set(self.name)  # NB: this task's own context (asyncio copies one per task).
         await super().serve(sockets)
+
+    async def main_loop(self) -> None:
+        counter = 0
+        while not await self.on_tick(counter):
+            counter = (counter + 10) % 864000  # NB: uvicorn does its once-a-second work when counter % 10 == 0
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(1.0):
+                    await self._exit.wait()
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets)

@@ -382,7 +382,7 @@ class Ingest:
                 answers.append(wire.spec_event(row, source=self.source_id, resync=True))
         for rid in has:
             if rid not in known:
-                answers.append(wire.delete_marker(rid, consumer=consumer, source=self.source_id))
+                answers.append(wire.delete_marker(rid, consumer=consumer, source=self.source_id, version=has[rid]))
         topic = wire.source_events_topic(self.source_events, source=self.source_id, consumer=consumer)
         futures = [
             await self.publisher.publish(topic, wire.encode(e, self.publisher), timeout=self.publish_timeout)

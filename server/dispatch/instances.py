@@ -13,7 +13,8 @@ others take its consumers over at their next refresh instead of leaving them wit
 The owner publishes the consumer's spec events and, with broadcast subscriptions, is the one that stores its
 status. When membership changes, a replica learns which consumers it gained (a takeover): their pending events
 are still unreconciled in the outbox, so the dispatcher publishes them again, and the status path asks their
-agents for a status resync.
+agents for a status resync. What a replica owns when it (re)joins is not a takeover: it joins because its broker
+link just came up, and the status resync of that link (after :meth:`Registry.fresh`) covers all it owns.
 """
 
 from __future__ import annotations
@@ -61,6 +62,10 @@ class Registry:
         """Whether this replica can serve consumers now (set by the transport: its broker link is up)."""
         self._was_eligible: bool | None = None
         self._poke = asyncio.Event()
+        self._begun = 0
+        """Beats begun; :meth:`fresh` waits for one begun after it was called to succeed."""
+        self._done = 0
+        self._beaten = asyncio.Condition()
 
     def poke(self) -> None:
         """Beat now rather than at the next interval (e.g. the broker link just came up)."""
@@ -71,19 +76,29 @@ class Registry:
         # live replica is still serving.
         return owner(consumer, self.members) == self.id
 
+    async def fresh(self) -> None:
+        """Beat now and return once a beat begun after this call has succeeded: :meth:`owns` then reflects the
+        broker link as it is now. Needs :meth:`run`."""
+        wanted = self._begun + 1
+        self.poke()
+        async with self._beaten:
+            await self._beaten.wait_for(lambda: self._done >= wanted)
+
     def take_gained(self) -> set[str]:
-        """Consumers this replica took over since the last call."""
+        """Consumers this replica took over from other replicas, while a member itself, since the last call."""
         gained, self._gained = self._gained, set()
         return gained
 
     def take_departed(self) -> bool:
-        """Whether a replica left the live set since the last call."""
+        """Whether another replica left the live set since the last call."""
         departed, self._departed = self._departed, False
         return departed
 
     async def beat(self) -> None:
         """One heartbeat (or, while not eligible, a notice that this replica is not ready) and one membership
         refresh."""
+        self._begun += 1
+        number = self._begun
         eligible = self.eligible is None or self.eligible()
         if self._was_eligible is not None and eligible != self._was_eligible:
             log.warning(
@@ -109,9 +124,10 @@ class Registry:
                     len(after),
                     len(after - before),
                 )
-                self._departed |= bool(set(self.members) - set(members))
+                self._departed |= bool(set(self.members) - set(members) - {self.id})
+                if self.id in self.members:  # NB: see the module docstring: a join is not a takeover.
+                    self._gained |= after - before
                 self.members = members
-                self._gained |= after - before
                 self.changed.set()
                 metrics.OWNED_CONSUMERS.set(len(after))
         metrics.LIVE_REPLICAS.set(len(self.members))
@@ -119,6 +135,9 @@ class Registry:
             self.registered.set()
         else:
             self.registered.clear()
+        async with self._beaten:
+            self._done = max(self._done, number)
+            self._beaten.notify_all()
 
     async def run(self) -> None:
         """Heartbeat every ``interval`` (until cancelled); a failed beat is logged and retried next time."""

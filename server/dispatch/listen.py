@@ -1,9 +1,10 @@
 """A dedicated LISTEN connection that owns its reconnects and turns notifications into an ``asyncio.Event``.
 
 Pooled connections are the wrong place for LISTEN (asyncpg warns when one goes back to the pool with a
-listener), so this opens its own. A notification only says "look again": the reader re-reads the table, so a
-lost notification costs latency (until the next poll), never correctness. On every (re)connect the event is set,
-because notifications sent while we were away are gone.
+listener), so this opens its own. A notification only says "look again": the reader re-reads the table. On every
+(re)connect the event is set, because notifications sent while we were away are gone; while the connection is up
+none is lost, so a reader told so (``on_state``) need not poll, and one that polls while it is down loses latency,
+never correctness.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import asyncio
 import contextlib
 import logging
 import random
+from collections.abc import Callable
 from typing import Any
 
 import asyncpg
@@ -29,11 +31,16 @@ async def listen(
     ping_interval: float = 10.0,
     backoff_min: float = 0.5,
     backoff_max: float = 30.0,
+    on_state: Callable[[bool], None] | None = None,
 ) -> None:
-    """Run forever (until cancelled): LISTEN on ``channel`` and set ``wake`` on every notification."""
+    """Run forever (until cancelled): LISTEN on ``channel`` and set ``wake`` on every notification.
+
+    ``on_state(True)`` once listening, ``on_state(False)`` when that ends: while listening, a reader needs no poll.
+    """
     attempt = 0
     while True:
         conn: asyncpg.Connection | None = None
+        listening = False
         try:
             conn = await asyncpg.connect(dsn, timeout=10)
             lost = asyncio.Event()
@@ -48,6 +55,9 @@ async def listen(
             await conn.add_listener(channel, on_notify)
             log.debug("listening on %r", channel)
             attempt = 0
+            listening = True
+            if on_state is not None:
+                on_state(True)
             wake.set()
             while not lost.is_set():
                 with contextlib.suppress(TimeoutError):
@@ -67,6 +77,8 @@ async def listen(
             log.log(level, "LISTEN %r failed (%r); reconnecting in %.1fs (attempt %d)", channel, exc, delay, attempt)
             await asyncio.sleep(delay)
         finally:
+            if listening and on_state is not None:
+                on_state(False)
             if conn is not None and not conn.is_closed():
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(conn.close(), 5)

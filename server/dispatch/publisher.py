@@ -2,9 +2,10 @@
 
 How it runs (one lifespan-owned :meth:`Dispatcher.run`):
 
-* A LISTEN task sets ``wake`` on every NOTIFY on ``events``; a sweep task waits for ``wake`` or
-  ``poll_interval``, reads the pending events grouped per resource (:func:`server.store.outbox.pending`, capped
-  per consumer) and queues the resources that are neither queued nor in flight. An event that arrives for a
+* A LISTEN task sets ``wake`` on every NOTIFY on ``events``; a sweep task waits for ``wake`` (or, while the
+  LISTEN is down, at most ``poll_interval``), reads the pending events grouped per resource
+  (:func:`server.store.outbox.pending`, capped per consumer) and queues the resources that are neither queued nor
+  in flight. An event that arrives for a
   queued resource joins it (the state is read at publish time, so it is covered); one for a resource in flight
   stays pending and is picked up by the sweep that follows the flight.
 * Work is queued **per consumer** and ``concurrency`` workers serve the consumers round robin, at most one batch
@@ -113,6 +114,8 @@ class Dispatcher:
         self._inflight: set[str] = set()
         self._rescan = False
         self.sweeps = 0
+        self.listening = False
+        """Whether our LISTEN is up: every spec event write notifies, so the sweeper then waits without a poll."""
 
     # --- lifecycle -------------------------------------------------------------------------------------------
 
@@ -120,18 +123,25 @@ class Dispatcher:
         """Sweep, publish and (with a DSN) LISTEN until cancelled."""
         async with asyncio.TaskGroup() as group:
             if self.dsn:
-                group.create_task(listen.listen(self.dsn, logs.SPEC_CHANNEL, self.wake), name="dispatch:listen")
+                group.create_task(
+                    listen.listen(self.dsn, logs.SPEC_CHANNEL, self.wake, on_state=self._listening),
+                    name="dispatch:listen",
+                )
             group.create_task(self._sweeper(), name="dispatch:sweep")
             for n in range(self.concurrency):
                 group.create_task(self._worker(), name=f"dispatch:worker-{n}")
 
     # --- sweeping --------------------------------------------------------------------------------------------
 
+    def _listening(self, up: bool) -> None:
+        self.listening = up
+        self.wake.set()  # NB: the sweeper waits again, with a poll or without.
+
     async def _sweeper(self) -> None:
         failures = 0
         while True:
             with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(self.poll_interval):
+                async with asyncio.timeout(None if self.listening else self.poll_interval):
                     await self.wake.wait()
             self.wake.clear()
             try:

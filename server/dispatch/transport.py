@@ -20,8 +20,6 @@ from protocol.errors import BrokerError
 from protocol.mqtt_config import MQTTConfig
 from server.dispatch import ingest, instances, maintenance, publisher, resync
 from server.settings import Settings
-from server.store import status
-from server.store.db import connection
 
 log = logging.getLogger(__name__)
 
@@ -152,30 +150,28 @@ class Transport:
             retention=self.settings.status_event_retention,
             versions_kept=self.settings.event_versions_kept,
         )
+        resyncs = resync.Resyncs(
+            self.database,
+            broker,
+            source_id=self.settings.source_id,
+            source_events=source_events,
+            owns=owns,
+            fresh=self.registry.fresh if self.registry is not None else None,
+            max_bytes=self.resync_bytes,
+        )
         try:
             async with asyncio.TaskGroup() as group:
                 group.create_task(self.dispatcher.run(), name="transport:dispatcher")
                 group.create_task(status.run(broker.messages()), name="transport:status-ingest")
                 group.create_task(repairs.run(), name="transport:maintenance")
-                group.create_task(
-                    resync.on_connections(
-                        broker.connections(),
-                        database=self.database,
-                        publisher=broker,
-                        source_id=self.settings.source_id,
-                        source_events=source_events,
-                        owns=owns,
-                        max_bytes=self.resync_bytes,
-                    ),
-                    name="transport:status-resync",
-                )
+                group.create_task(resyncs.serve(broker.connections()), name="transport:status-resync")
                 if self.registry is not None:
-                    group.create_task(self._takeovers(broker, source_events), name="transport:takeover")
+                    group.create_task(self._takeovers(resyncs), name="transport:takeover")
         finally:
             self.broker = None
             await broker.close()
 
-    async def _takeovers(self, broker: mqtt.Broker, source_events: str) -> None:
+    async def _takeovers(self, resyncs: resync.Resyncs) -> None:
         """When the replica set changes: publish what the new owner now must (its consumers' pending events) and
         ask the agents of consumers taken over for their status, which their old owner may not have stored."""
         assert self.registry is not None
@@ -185,28 +181,15 @@ class Transport:
             if self.dispatcher is not None:
                 self.dispatcher.wake.set()
             gained = sorted(self.registry.take_gained())
-            departed = self.registry.take_departed()
-            if not gained and not (departed and not self.broadcast):
-                continue
-            log.info("took over %d consumers: %s", len(gained), ", ".join(gained[:20]))
-            try:
-                asked = gained
-                if departed and not self.broadcast:
-                    # NB: with a shared subscription the departed replica got its share of every consumer's
-                    # status events; those it had not stored are lost whoever owns the consumer, so ask the
-                    # agents of all the consumers this replica owns.
-                    async with connection(self.database) as conn:
-                        asked = [n for n in await status.consumers_with_resources(conn) if self.registry.owns(n)]
-                await resync.status_resync(
-                    self.database,
-                    broker,
-                    source_id=self.settings.source_id,
-                    source_events=source_events,
-                    consumers=asked,
-                    max_bytes=self.resync_bytes,
-                )
-            except Exception as exc:  # NB: the next link or takeover resyncs again; never stop the transport.
-                log.warning("status resync of taken-over consumers failed: %r", exc)
+            if gained:
+                log.info("took over %d consumers: %s", len(gained), ", ".join(gained[:20]))
+            if self.registry.take_departed() and not self.broadcast:
+                # NB: with a shared subscription the departed replica got its share of every consumer's status
+                # events; those it had not stored are lost whoever owns the consumer, so ask the agents of all
+                # the consumers this replica owns.
+                resyncs.everyone()
+            elif gained:
+                resyncs.taken_over(gained)
 
 
 async def supervise(transport: Transport, *, delay: float = 5.0) -> None:

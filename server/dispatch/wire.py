@@ -1,20 +1,20 @@
 """Resource rows to spec CloudEvents, as agents expect them (``reference/maestro.md`` §3).
 
 A live row becomes ``spec.create_request`` (version 1) or ``spec.update_request``; a row with ``deleted_at``
-becomes ``spec.delete_request`` carrying ``deletiontimestamp`` and is never sent as a create or update. The data
-is the stored ManifestBundle; the ``metadata`` extension is the stored object metadata as a JSON string whose
-``name`` is the resource id (upstream rewrites it the same way before publishing).
+becomes ``spec.delete_request`` carrying ``deletiontimestamp`` and no data (as sdk-go's source codec writes a
+deleting work), and is never sent as a create or update. The data of the others is the stored ManifestBundle. The
+attributes are those of sdk-go's event builder (``originalsource`` empty on a source's events) plus the
+``metadata`` extension: the work's whole ObjectMeta (:func:`protocol.payloads.work_metadata`).
 """
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from cloudevents.core.v1.event import CloudEvent
 
-from protocol import cloudevents_mqtt, events, topics, types
+from protocol import cloudevents_mqtt, events, payloads, topics, types
 from protocol.cloudevents_mqtt import MQTTMessage
 from server.store.rows import ResourceRow
 
@@ -40,42 +40,51 @@ def bundle(row: ResourceRow) -> dict[str, Any]:
 
 
 def metadata(row: ResourceRow) -> str:
-    meta = dict(row.payload.get("metadata") or {})
-    meta["name"] = row.id
-    return json.dumps(meta, separators=(",", ":"), sort_keys=True)
+    return payloads.work_metadata(
+        row.payload.get("metadata") or {},
+        resource_id=row.id,
+        consumer=row.consumer_name,
+        version=row.version,
+        created_at=row.created_at,
+        deleted_at=row.deleted_at,
+    )
 
 
 def spec_event(row: ResourceRow, *, source: str, resync: bool = False) -> CloudEvent:
     """The event that brings an agent to this row's current state."""
-    if row.deleted_at is not None:
-        action = types.RESYNC_RESPONSE if resync else types.DELETE_REQUEST
-        deleted: datetime | None = row.deleted_at
+    deleting = row.deleted_at is not None
+    if resync:
+        action = types.RESYNC_RESPONSE
+    elif deleting:
+        action = types.DELETE_REQUEST
     else:
-        action = types.RESYNC_RESPONSE if resync else types.CREATE_REQUEST if row.version == 1 else types.UPDATE_REQUEST
-        deleted = None
+        action = types.CREATE_REQUEST if row.version == 1 else types.UPDATE_REQUEST
     return events.make_event(
         type=types.manifestbundle_type("spec", action),
         source=source,
-        data=bundle(row),
+        data=None if deleting else bundle(row),
         extensions={
+            types.EXT_CLUSTER_NAME: row.consumer_name,
+            types.EXT_ORIGINAL_SOURCE: "",
             types.EXT_RESOURCE_ID: row.id,
             types.EXT_RESOURCE_VERSION: row.version,
-            types.EXT_CLUSTER_NAME: row.consumer_name,
+            types.EXT_DELETION_TIMESTAMP: row.deleted_at,
             types.EXT_METADATA: metadata(row),
-            types.EXT_DELETION_TIMESTAMP: deleted,
         },
     )
 
 
-def delete_marker(resource_id: str, *, consumer: str, source: str) -> CloudEvent:
-    """A resync answer for a resource the agent has but the hub does not: remove it."""
+def delete_marker(resource_id: str, *, consumer: str, source: str, version: int = 0) -> CloudEvent:
+    """A resync answer for a resource the agent has (at ``version``) but the hub does not: remove it."""
     return events.make_event(
         type=types.manifestbundle_type("spec", types.RESYNC_RESPONSE),
         source=source,
         data=None,
         extensions={
-            types.EXT_RESOURCE_ID: resource_id,
             types.EXT_CLUSTER_NAME: consumer,
+            types.EXT_ORIGINAL_SOURCE: "",
+            types.EXT_RESOURCE_ID: resource_id,
+            types.EXT_RESOURCE_VERSION: version,
             types.EXT_DELETION_TIMESTAMP: datetime.now(UTC),
         },
     )

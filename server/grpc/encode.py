@@ -1,18 +1,20 @@
 """Status events to the CloudEvents a source receives on ``Subscribe``.
 
 As upstream, the data is the ``ManifestBundleStatus`` plus ``manifestBundle`` (the spec), so a source without a
-cache can rebuild the whole work from one event. We add the extension ``maestrocursor``: the position of the event
+cache can rebuild the whole work from one event, and the ``metadata`` extension is the work's ObjectMeta as the hub
+sends it to agents (:func:`protocol.payloads.work_metadata`; a status log entry does not know when its resource was
+created: its ``creationTimestamp`` is ``null``). We add the extension ``maestrocursor``: the position of the event
 in the status log, which the source passes back (metadata ``maestro-cursor``) to resume after a disconnect.
 """
 
 from __future__ import annotations
 
-import json
+from datetime import datetime
 from typing import Any, Final
 
 from cloudevents.core.v1.event import CloudEvent
 
-from protocol import events, types
+from protocol import events, payloads, types
 from server.services.watch import StatusEvent
 from server.store.rows import ResourceRow
 
@@ -30,12 +32,25 @@ def _bundle(spec: dict[str, Any] | None) -> dict[str, Any] | None:
     }
 
 
-def _metadata(resource_id: str, spec: dict[str, Any] | None) -> str | None:
+def _metadata(
+    resource_id: str,
+    consumer: str,
+    version: int,
+    spec: dict[str, Any] | None,
+    *,
+    created_at: datetime | None,
+    deleted_at: datetime | None,
+) -> str | None:
     if not spec:
         return None
-    meta = dict(spec.get("metadata") or {})
-    meta["name"] = resource_id
-    return json.dumps(meta, separators=(",", ":"), sort_keys=True)
+    return payloads.work_metadata(
+        spec.get("metadata") or {},
+        resource_id=resource_id,
+        consumer=consumer,
+        version=version,
+        created_at=created_at,
+        deleted_at=deleted_at,
+    )
 
 
 def _status_event(
@@ -48,6 +63,8 @@ def _status_event(
     spec: dict[str, Any] | None,
     origin: str,
     cursor: str | None,
+    created_at: datetime | None = None,
+    deleted_at: datetime | None = None,
 ) -> CloudEvent:
     status = status or {}
     data: dict[str, Any] = {
@@ -67,7 +84,9 @@ def _status_event(
             types.EXT_ORIGINAL_SOURCE: source,
             types.EXT_SEQUENCE_ID: status.get("SequenceID"),
             types.EXT_STATUS_HASH: status.get("StatusHash"),
-            types.EXT_METADATA: _metadata(resource_id, spec),
+            types.EXT_METADATA: _metadata(
+                resource_id, consumer, version, spec, created_at=created_at, deleted_at=deleted_at
+            ),
             CURSOR_EXTENSION: cursor,
         },
     )
@@ -98,4 +117,6 @@ def from_row(row: ResourceRow, *, origin: str) -> CloudEvent:
         spec=row.payload,
         origin=origin,
         cursor=None,
+        created_at=row.created_at,
+        deleted_at=row.deleted_at,
     )

@@ -8,17 +8,21 @@ from typing import Any
 from server.store.db import Conn
 
 
-async def hashes(conn: Conn, consumer_name: str) -> list[tuple[str, str | None]]:
-    """``(resource id, stored status hash or None)`` for every resource of ``consumer_name``, deleting ones too."""
+async def consumer_names(conn: Conn, *, after: str = "", limit: int = 100) -> list[str]:
+    """Up to ``limit`` consumer names after ``after``, in order (a page of a walk over every consumer)."""
+    rows = await conn.fetch("SELECT name FROM consumers WHERE name > $1 ORDER BY name LIMIT $2", after, limit)
+    return [r["name"] for r in rows]
+
+
+async def hashes(conn: Conn, consumer_names: list[str]) -> list[tuple[str, str, str | None]]:
+    """``(consumer, resource id, stored status hash or None)`` for every resource of ``consumer_names``, deleting
+    ones too, by consumer and id."""
     rows = await conn.fetch(
-        "SELECT id, status->>'StatusHash' AS hash FROM resources WHERE consumer_name = $1 ORDER BY id", consumer_name
+        "SELECT consumer_name, id, status->>'StatusHash' AS hash FROM resources WHERE consumer_name = ANY($1::text[])"
+        " ORDER BY consumer_name, id",
+        consumer_names,
     )
-    return [(r["id"], r["hash"]) for r in rows]
-
-
-async def consumers_with_resources(conn: Conn) -> list[str]:
-    rows = await conn.fetch("SELECT DISTINCT consumer_name FROM resources ORDER BY consumer_name")
-    return [r["consumer_name"] for r in rows]
+    return [(r["consumer_name"], r["id"], r["hash"]) for r in rows]
 
 
 @dataclass(frozen=True)

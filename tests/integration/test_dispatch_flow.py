@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
 
 import databases
@@ -82,7 +83,10 @@ async def test_create_update_delete_round_trip(
         assert create_event.get_extension("clustername") == consumer
         assert create_event.get_data()["manifests"][0]["metadata"]["name"] == "cm1"
         assert set(create_event.get_data()) == {"manifests", "deleteOption", "manifestConfigs"}
-        assert '"name":"' + rid + '"' in create_event.get_extension("metadata")
+        meta = json.loads(create_event.get_extension("metadata"))
+        assert (meta["name"], meta["uid"], meta["namespace"], meta["generation"]) == (rid, rid, consumer, 1)
+        assert meta["resourceVersion"] == "1"
+        assert meta["creationTimestamp"].endswith("Z")
 
         async def stored_v1() -> bool:
             status = await status_of(database, rid)
@@ -129,6 +133,8 @@ async def test_create_update_delete_round_trip(
         delete_event = received[-1]
         assert delete_event.get_type().endswith("spec.delete_request")
         assert delete_event.get_extension("deletiontimestamp") is not None
+        assert delete_event.get_data() is None  # NB: as sdk-go's source codec: a deleting work has no spec
+        assert "deletionTimestamp" in json.loads(delete_event.get_extension("metadata"))
         pending = await fetch(database, "SELECT id FROM events WHERE reconciled_date IS NULL")
         assert pending == []
     finally:

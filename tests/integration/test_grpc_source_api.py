@@ -4,6 +4,7 @@ from a cursor."""
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -164,6 +165,8 @@ async def test_subscribe_streams_status_and_resumes_from_cursor(
     data = events.data_object(first)
     assert data["conditions"][0]["type"] == "Applied"
     assert data["manifestBundle"]["manifests"] == [NGINX]  # cache-less sources rebuild the work from the event
+    meta = json.loads(first.get_extension("metadata"))  # NB: the work's ObjectMeta, as agents receive it
+    assert (meta["name"], meta["uid"], meta["generation"], meta["resourceVersion"]) == (rid, rid, 1, "1")
     cursor = first.get_extension("maestrocursor")
     stream.cancel()
 
@@ -193,6 +196,7 @@ async def test_status_resync_sends_what_differs(
     await stub.Publish(pb.PublishRequest(event=grpc_codec.to_proto(resync)))
     answer = grpc_codec.from_proto(await next_status(stream))
     assert answer.get_extension("resourceid") == differs
+    assert json.loads(answer.get_extension("metadata"))["creationTimestamp"].endswith("Z")
     with pytest.raises(TimeoutError):
         async with asyncio.timeout(1):
             await next_status(stream)

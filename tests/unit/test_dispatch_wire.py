@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from protocol import events, sequence, statushash, types
+from protocol import cloudevents_mqtt, events, payloads, sequence, statushash, types
 from server.dispatch import ingest, publisher, wire
 from server.store.rows import ResourceRow
 
@@ -54,16 +54,64 @@ def test_spec_event_types(version: int, deleted_at: datetime | None, resync: boo
     assert (event.get_extension("deletiontimestamp") is not None) is (deleted_at is not None)
 
 
-def test_spec_event_carries_the_bundle_and_metadata_named_by_id() -> None:
-    event = wire.spec_event(row(), source="src")
+def test_spec_event_carries_the_bundle_and_the_work_object_meta() -> None:
+    event = wire.spec_event(row(version=3), source="src")
     assert event.get_source() == "src"
     assert event.get_extension("clustername") == "c1"
+    assert event.get_extension("originalsource") == ""  # NB: sdk-go's event builder always sets it; "" from a source
     assert event.get_data() == {
         "manifests": [{"kind": "ConfigMap"}],
         "deleteOption": {"propagationPolicy": "Foreground"},
         "manifestConfigs": [],
     }
-    assert json.loads(event.get_extension("metadata")) == {"name": "r1", "labels": {"a": "b"}}
+    # NB: byte for byte what Go's json.Marshal(work.ObjectMeta) writes: field order, whole seconds in UTC.
+    assert event.get_extension("metadata") == (
+        '{"name":"r1","namespace":"c1","uid":"r1","resourceVersion":"3","generation":3,'
+        '"creationTimestamp":"2026-01-01T00:00:00Z","labels":{"a":"b"}}'
+    )
+
+
+def test_work_metadata_keeps_what_the_client_gave_and_derives_the_rest() -> None:
+    stored = {
+        "name": "custom",
+        "annotations": {"z": "1", "b": "2"},
+        "labels": {"y": "1", "x": "2"},
+        "finalizers": ["f"],
+        "resourceVersion": "99",
+        "deletionTimestamp": "2020-01-01T00:00:00Z",
+    }
+    deleted = datetime(2026, 1, 2, 3, 4, 5, 678000, tzinfo=UTC)
+    text = payloads.work_metadata(
+        stored, resource_id="r1", consumer="c1", version=7, created_at=NOW, deleted_at=deleted
+    )
+    assert text == (
+        '{"name":"r1","namespace":"c1","uid":"r1","resourceVersion":"7","generation":7,'
+        '"creationTimestamp":"2026-01-01T00:00:00Z","deletionTimestamp":"2026-01-02T03:04:05Z",'
+        '"labels":{"x":"2","y":"1"},"annotations":{"b":"2","z":"1"},"finalizers":["f"]}'
+    )
+    live = json.loads(payloads.work_metadata(stored, resource_id="r1", consumer="c1", version=7, created_at=None))
+    assert "deletionTimestamp" not in live
+    assert live["creationTimestamp"] is None  # NB: Go writes a zero metav1.Time as null
+
+
+def test_delete_request_carries_no_data_but_the_timestamp_and_metadata() -> None:
+    for resync in (False, True):
+        event = wire.spec_event(row(version=2, deleted_at=NOW), source="src", resync=resync)
+        assert event.get_data() is None
+        assert event.get_extension("deletiontimestamp") == NOW
+        assert json.loads(event.get_extension("metadata"))["deletionTimestamp"] == "2026-01-01T00:00:00Z"
+        for binary in (True, False):
+            back = cloudevents_mqtt.decode(cloudevents_mqtt.encode(event, binary=binary))
+            assert back.get_data() is None
+            assert back.get_extension("originalsource") == ""
+
+
+def test_delete_marker_names_the_version_the_agent_has() -> None:
+    # NB: sdk-go's agent refuses a spec event without resourceversion; its source client sends the agent's version.
+    marker = wire.delete_marker("gone", consumer="c1", source="src", version=4)
+    assert marker.get_extension("resourceversion") == 4
+    assert marker.get_extension("deletiontimestamp") is not None
+    assert marker.get_data() is None
 
 
 def status(consumer: str = "c1", **ext: Any) -> Any:
