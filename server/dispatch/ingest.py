@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -39,6 +38,7 @@ import databases
 from cloudevents.core.v1.event import CloudEvent
 
 from protocol import cloudevents_mqtt, payloads, sequence, statushash, topics, types
+from protocol.backoff import Backoff
 from protocol.errors import ProtocolError
 from protocol.mqtt import Received
 from server.dispatch import guard, metrics, resync, wire
@@ -109,8 +109,7 @@ class Ingest:
         self.held: dict[str, StatusReport] = {}
         """Statuses not stored because the database was unavailable, by resource id (the newest wins)."""
         self.hold_limit = max(1, hold_limit)
-        self.retry_min = retry_min
-        self.retry_max = retry_max
+        self.retry = Backoff(min=retry_min, max=retry_max)
         self._let_go: set[str] = set()
         """Consumers of held statuses dropped for the limit: asked for a status resync once the database is back."""
         self.held_resyncs: dict[str, CloudEvent] = {}
@@ -305,7 +304,7 @@ class Ingest:
         while True:
             await self._holding.wait()
             attempt += 1
-            delay = min(self.retry_max, self.retry_min * 2 ** min(attempt - 1, 20)) * (0.5 + random.random() / 2)
+            delay = self.retry.delay(attempt)
             await asyncio.sleep(delay)
             if await self._store_held():
                 attempt = 0

@@ -12,12 +12,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 from collections.abc import Callable
 from typing import Any
 
 import asyncpg
 
+from protocol.backoff import Backoff
 from server.store import availability
 
 log = logging.getLogger(__name__)
@@ -37,6 +37,7 @@ async def listen(
 
     ``on_state(True)`` once listening, ``on_state(False)`` when that ends: while listening, a reader needs no poll.
     """
+    backoff = Backoff(min=backoff_min, max=backoff_max)
     attempt = 0
     while True:
         conn: asyncpg.Connection | None = None
@@ -71,7 +72,7 @@ async def listen(
             raise
         except Exception as exc:
             attempt += 1
-            delay = min(backoff_max, backoff_min * 2 ** min(attempt, 20)) * (0.5 + random.random() / 2)
+            delay = backoff.delay(attempt)
             # NB: an outage is logged once, by server.store.availability (the pool sees it too).
             level = logging.DEBUG if availability.unavailable(exc) else logging.WARNING
             log.log(level, "LISTEN %r failed (%r); reconnecting in %.1fs (attempt %d)", channel, exc, delay, attempt)

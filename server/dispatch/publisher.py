@@ -26,7 +26,6 @@ import collections
 import contextlib
 import dataclasses
 import logging
-import random
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -34,6 +33,7 @@ from datetime import UTC, datetime
 import databases
 
 from protocol import types
+from protocol.backoff import Backoff
 from protocol.errors import BrokerError, MaestroProtocolException
 from server.dispatch import guard, listen, metrics, wire
 from server.errors import DatabaseUnavailable
@@ -105,8 +105,7 @@ class Dispatcher:
         self.batch_size = max(1, batch_size)
         self.per_consumer_scan = max(1, per_consumer_scan)
         self.publish_timeout = publish_timeout
-        self.backoff_min = backoff_min
-        self.backoff_max = backoff_max
+        self.backoff = Backoff(min=backoff_min, max=backoff_max)
         self.wake = asyncio.Event()
         self._work = asyncio.Event()
         self._consumers: dict[str, _Consumer] = {}
@@ -285,8 +284,7 @@ class Dispatcher:
             queue.items[item.resource_id] = item
 
     def _delay(self, attempt: int) -> float:
-        base: float = min(self.backoff_max, self.backoff_min * 2.0 ** min(attempt - 1, 30))
-        return base * (0.5 + random.random() / 2)
+        return self.backoff.delay(attempt)
 
     async def _publish_batch(self, consumer: str, batch: list[_Item]) -> list[_Outcome]:
         rows = await guard.finish(self._rows([i.resource_id for i in batch]))

@@ -25,13 +25,13 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-import random
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from typing import Any
 
 import databases
 
 from protocol import events, resync, statushash, types
+from protocol.backoff import Backoff
 from server.dispatch import guard, metrics, wire
 from server.store import status
 from server.store.db import connection
@@ -156,8 +156,7 @@ class Resyncs:
         self.fresh = fresh
         """Awaited after a link came up, before asking: until it returns, ownership may predate the link."""
         self.max_bytes = max_bytes
-        self.backoff_min = backoff_min
-        self.backoff_max = backoff_max
+        self.backoff = Backoff(min=backoff_min, max=backoff_max)
         self._link = False
         self._everyone = False
         self._some: set[str] = set()
@@ -212,8 +211,7 @@ class Resyncs:
                 failures = 0
             except Exception as exc:
                 failures += 1
-                delay = min(self.backoff_max, self.backoff_min * 2.0 ** min(failures - 1, 30))
-                delay *= 0.5 + random.random() / 2
+                delay = self.backoff.delay(failures)
                 log.warning("status resync failed (%r); retrying in %.1fs", exc, delay)
                 self._link |= link
                 self._everyone |= everyone

@@ -11,11 +11,11 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-import random
 
 import databases
 
 from protocol import mqtt, topics
+from protocol.backoff import Backoff
 from protocol.errors import BrokerError
 from protocol.mqtt_config import MQTTConfig
 from server.dispatch import ingest, instances, maintenance, publisher, resync
@@ -96,9 +96,7 @@ class Transport:
                 await broker.start()
             except BrokerError as exc:
                 attempt += 1
-                delay = min(self.reconnect_max, self.reconnect_min * 2 ** min(attempt, 20)) * (
-                    0.5 + random.random() / 2
-                )
+                delay = Backoff(min=self.reconnect_min, max=self.reconnect_max).delay(attempt)
                 log.warning(
                     "MQTT broker %s:%d unavailable (%s); retrying in %.1fs (attempt %d)",
                     self.config.host,
