@@ -16,8 +16,6 @@ from agent import link as agent_link
 from protocol import cloudevents_mqtt, events, mqtt, mqtt_config, payloads, sequence, statushash, topics, types
 from tests.fixtures.mosquitto import MosquittoServer, MQTTNames
 
-pytestmark = pytest.mark.timeout(60)
-
 STATUS = payloads.ManifestBundleStatus(
     conditions=[
         payloads.Condition(

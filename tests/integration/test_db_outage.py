@@ -34,8 +34,6 @@ from tests.fixtures.mosquitto import MosquittoServer, MQTTNames
 from tests.fixtures.postgres import Cluster
 from tests.integration.dispatch_support import HubProcess, applied, eventually, simulated_agent, write_mqtt_config
 
-pytestmark = pytest.mark.timeout(180)
-
 UNAVAILABLE_LINE = "database unavailable ("
 BACK_LINE = "database available again after"
 

@@ -7,7 +7,6 @@ import json
 from typing import Any
 
 import databases
-import pytest
 from cloudevents.core.v1.event import CloudEvent
 
 from agent.simulator import SimulatedAgent
@@ -17,8 +16,6 @@ from server.services import consumers, resources
 from server.store import db as store_db
 from tests.fixtures.mosquitto import MosquittoServer, MQTTNames
 from tests.integration.dispatch_support import Hub, applied, eventually, simulated_agent
-
-pytestmark = pytest.mark.timeout(120)
 
 
 def configmap(name: str, value: str = "1") -> dict[str, Any]:

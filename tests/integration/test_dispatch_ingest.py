@@ -20,8 +20,6 @@ from server.store import db as store_db
 from tests.fixtures.mosquitto import MosquittoServer, MQTTNames
 from tests.integration.dispatch_support import Hub, eventually
 
-pytestmark = pytest.mark.timeout(120)
-
 
 def configmap(name: str) -> dict[str, Any]:
     return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, "namespace": "ns"}}

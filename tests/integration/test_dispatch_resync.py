@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 import databases
-import pytest
 
 from agent.simulator import SimulatedAgent
 from server.dsn import plain
@@ -13,8 +12,6 @@ from server.services import consumers, resources
 from server.store import db as store_db
 from tests.fixtures.mosquitto import MosquittoServer, MQTTNames
 from tests.integration.dispatch_support import Hub, applied, eventually, simulated_agent
-
-pytestmark = pytest.mark.timeout(120)
 
 
 def configmap(name: str, value: str = "1") -> dict[str, Any]:

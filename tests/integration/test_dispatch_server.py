@@ -22,8 +22,6 @@ from tests.fixtures.mosquitto import MosquittoServer, MQTTNames
 from tests.fixtures.postgres import free_port
 from tests.integration.dispatch_support import applied, eventually, simulated_agent
 
-pytestmark = pytest.mark.timeout(120)
-
 API = "/api/maestro/v1"
 
 

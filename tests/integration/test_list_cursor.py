@@ -26,8 +26,6 @@ from tests.integration.test_search_plans import (  # noqa: F401
     loaded,
 )
 
-pytestmark = pytest.mark.timeout(120)
-
 BUNDLES = "/api/maestro/v1/resource-bundles"
 CONSUMERS = "/api/maestro/v1/consumers"
 ROWS = 1_200

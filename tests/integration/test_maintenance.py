@@ -20,8 +20,6 @@ from server.dispatch.maintenance import Maintenance
 from server.services import consumers, resources
 from server.store import db as store_db
 
-pytestmark = pytest.mark.timeout(120)
-
 HOUR = 3600.0
 
 

@@ -18,8 +18,6 @@ from tests.fixtures.postgres import free_port
 from tests.integration.dispatch_support import HubProcess, eventually, until_done, write_mqtt_config
 from tests.integration.test_replicas import all_delivered_with_status, create, start_agents
 
-pytestmark = pytest.mark.timeout(120)
-
 HEARTBEAT = 1.0
 
 

@@ -23,8 +23,6 @@ from server.store import db as store_db
 from tests.fixtures.mosquitto import MosquittoServer, MQTTNames
 from tests.integration.dispatch_support import HubProcess, eventually, simulated_agent, until_done, write_mqtt_config
 
-pytestmark = pytest.mark.timeout(300)
-
 HEARTBEAT = 1.0
 
 

@@ -21,8 +21,6 @@ from server.store import listing, maintenance, resources
 from server.store.rows import ResourceType
 from tests.fixtures import postgres
 
-pytestmark = pytest.mark.timeout(120)
-
 ROWS = 20_000
 
 _LOAD = [

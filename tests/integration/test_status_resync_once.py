@@ -49,7 +49,6 @@ async def running(*tasks: asyncio.Task[None]) -> AsyncIterator[None]:
         await asyncio.gather(*tasks, return_exceptions=True)
 
 
-@pytest.mark.timeout(60)
 @pytest.mark.parametrize("subscription", ["broadcast", "shared"])
 async def test_startup_asks_each_consumer_once_and_a_takeover_asks_once_more(
     database: databases.Database, db_url: str, mosquitto: MosquittoServer, mqtt_names: MQTTNames, subscription: str

@@ -24,8 +24,6 @@ from server.store import db as store_db
 from tests.fixtures.mosquitto import MosquittoServer, MQTTNames
 from tests.integration.dispatch_support import HubProcess, eventually, simulated_agent, until_done, write_mqtt_config
 
-pytestmark = pytest.mark.timeout(300)
-
 CONSUMERS = ("cluster-r1", "cluster-r2", "cluster-r3")
 
 
@@ -212,7 +210,7 @@ async def test_hub_killed_during_a_dispatch_burst_delivers_everything_after_rest
     assert len(found) == 420 - len(deleted)
     assert all(found[rid]["version"] == 3 for rid in ids[::6])
     assert all(found[rid]["version"] == 2 for rid in set(ids[::3]) - set(ids[::6]))
-    assert hub.output().count("maestro server") >= 2
+    assert hub.output().count("REST listening on") >= 2  # started twice
 
 
 async def test_broker_restart_mid_stream_loses_nothing(

@@ -21,8 +21,6 @@ from protocol.errors import ConnectError, SubscribeError
 from server.dispatch.embedded_mqtt import EmbeddedBroker
 from tests.fixtures.postgres import free_port
 
-pytestmark = pytest.mark.timeout(60)
-
 SOURCE = "maestro"
 
 

@@ -27,8 +27,6 @@ from tests.fixtures.postgres import free_port
 from tests.integration.dispatch_support import HubProcess, simulated_agent, write_mqtt_config
 from tests.integration.security.support import CONFIGMAP, Signer, bearer, spec_request
 
-pytestmark = pytest.mark.timeout(120)
-
 
 @dataclass
 class SecuredHub:

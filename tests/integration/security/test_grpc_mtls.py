@@ -23,8 +23,6 @@ from tests.fixtures.postgres import free_port
 from tests.integration.dispatch_support import HubProcess, write_mqtt_config
 from tests.integration.security.support import PKI, Certificate, Signer, bearer, spec_request
 
-pytestmark = pytest.mark.timeout(120)
-
 POLICY = """\
 # subject (certificate CN or JWT sub) -> the source ids it may publish and subscribe for
 ops: [team-a, team-b]

@@ -30,8 +30,6 @@ from tests.fixtures.mosquitto import MosquittoServer, MQTTNames
 from tests.integration.dispatch_support import HubProcess, write_mqtt_config
 from tests.integration.security.support import CONFIGMAP
 
-pytestmark = pytest.mark.timeout(180)
-
 
 @pytest.fixture(scope="module")
 def embedded_pg_url() -> Iterator[str]:

@@ -18,8 +18,6 @@ from tests.fixtures.postgres import free_port
 from tests.integration.dispatch_support import HubProcess, write_mqtt_config
 from tests.integration.security.support import argv_with
 
-pytestmark = pytest.mark.timeout(120)
-
 
 def hub_process(tmp_path: Path, db_url: str, mosquitto: MosquittoServer, names: MQTTNames, role: str) -> HubProcess:
     config = write_mqtt_config(tmp_path / "mqtt.yaml", host=mosquitto.host, port=mosquitto.port, source=names.source)

@@ -20,8 +20,6 @@ from tests.fixtures.mosquitto import MosquittoServer, MQTTNames
 from tests.integration.dispatch_support import HubProcess, write_mqtt_config
 from tests.integration.security.support import Signer
 
-pytestmark = pytest.mark.timeout(120)
-
 
 @pytest.fixture(scope="module")
 async def hub(
