@@ -1,5 +1,5 @@
 """Status ingest: agent CloudEvents from MQTT, decoded and routed — statuses to :mod:`server.services.status`, spec
-resync requests answered here.
+resync requests to :mod:`server.services.spec_resync` (whose answer is published here).
 
 Every message is judged on its own and anything unacceptable is dropped with one log line and a count by
 reason (:data:`server.dispatch.metrics.STATUS_DROPPED`); nothing an agent sends can stop the loop. What makes a
@@ -7,14 +7,13 @@ status acceptable, and what an accepted status or a ``Deleted=True`` writes, is 
 
 A status the hub cannot store because the database is unavailable is not dropped: it is held (the newest per
 resource, at most ``hold_limit`` in all) and stored again with capped, jittered backoff once the database answers;
-the store's checks (sequence id, version) then decide as if it had just arrived. A consumer whose held status had
+the checks (sequence id, version) then decide as if it had just arrived. A consumer whose held status had
 to be let go (more resources waiting than the limit) is sent a ``status.resync_request`` once the held statuses
 are stored, as after a broker reconnect (:mod:`server.dispatch.resync`).
 
 A ``spec.resync_request`` (an agent that (re)connected, listing what it has) is answered on the consumer's
-``sourceevents`` topic with the current spec of every resource the agent lacks or has at an older version, a
-delete for every deleting resource, and a delete marker for every id the hub does not know — also when the
-consumer has no resources at all.
+``sourceevents`` topic with what :func:`server.services.spec_resync.owed` says the agent is owed; one that
+arrives while the database is unavailable is answered once it is back.
 """
 
 from __future__ import annotations
@@ -33,10 +32,8 @@ from protocol.errors import ProtocolError
 from protocol.mqtt import Received
 from server.dispatch import guard, metrics, resync, wire
 from server.errors import DatabaseUnavailable
+from server.services import spec_resync
 from server.services.status import Rejected, StatusReport, accept
-from server.store import resources
-from server.store.db import connection
-from server.store.rows import ResourceRow
 
 log = logging.getLogger(__name__)
 
@@ -283,20 +280,12 @@ class Ingest:
             has = {e["resourceID"]: e["resourceVersion"] for e in payloads.read_spec_resync(event.get_data())}
         except ProtocolError as exc:
             raise Rejected("malformed", str(exc)) from None
-        if cluster != consumer:
-            raise Rejected("consumer_mismatch", f"clustername {cluster!r} on the topic of consumer {consumer!r}")
-        if original not in ("", self.source_id):
-            raise Rejected("foreign_source", f"originalsource {original!r} is not {self.source_id!r}")
-        rows = await guard.finish(_rows_of(self.database, consumer))
-        answers: list[CloudEvent] = []
-        known = set()
-        for row in rows:
-            known.add(row.id)
-            if row.deleted_at is not None or row.id not in has or row.version > has[row.id]:
-                answers.append(wire.spec_event(row, source=self.source_id, resync=True))
-        for rid in has:
-            if rid not in known:
-                answers.append(wire.delete_marker(rid, consumer=consumer, source=self.source_id, version=has[rid]))
+        request = spec_resync.Request(consumer, cluster, original, has)
+        owed = await guard.finish(spec_resync.owed(self.database, request, source_id=self.source_id))
+        answers = [wire.spec_event(row, source=self.source_id, resync=True) for row in owed.rows] + [
+            wire.delete_marker(rid, consumer=consumer, source=self.source_id, version=version)
+            for rid, version in owed.unknown.items()
+        ]
         topic = wire.source_events_topic(self.source_events, source=self.source_id, consumer=consumer)
         futures = [
             await self.publisher.publish(topic, wire.encode(e, self.publisher), timeout=self.publish_timeout)
@@ -308,15 +297,10 @@ class Ingest:
             "spec resync for consumer %s: agent has %d, hub has %d, sent %d",
             consumer,
             len(has),
-            len(rows),
+            owed.known,
             len(answers),
         )
         return len(answers)
-
-
-async def _rows_of(database: databases.Database, consumer: str) -> list[ResourceRow]:
-    async with connection(database) as conn:
-        return await resources.for_consumer(conn, consumer)
 
 
 def _shard_key(received: Received) -> str:
