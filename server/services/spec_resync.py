@@ -4,7 +4,7 @@ The agent lists the ``(resource id, version)`` pairs it holds. It is owed the cu
 its consumer it lacks or holds at an older version, the delete of every resource being deleted, and a delete for
 every id the hub does not know — also when the consumer has no resources at all (upstream answers nothing then).
 The request is refused (:class:`server.services.status.Rejected`) unless its ``clustername`` is the consumer whose
-topic it arrived on and its ``originalsource`` is ours or empty (agents leave it empty when asking for everything).
+topic it arrived on and its ``originalsource`` is ours or empty (:func:`server.services.status.check_sender`).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import databases
 
-from server.services.status import Rejected
+from server.services import status
 from server.store import resources
 from server.store.db import connection
 from server.store.rows import ResourceRow
@@ -40,12 +40,9 @@ class Owed:
 
 
 async def owed(database: databases.Database, request: Request, *, source_id: str) -> Owed:
-    if request.cluster_name != request.consumer:
-        raise Rejected(
-            "consumer_mismatch", f"clustername {request.cluster_name!r} on the topic of consumer {request.consumer!r}"
-        )
-    if request.original_source not in ("", source_id):
-        raise Rejected("foreign_source", f"originalsource {request.original_source!r} is not {source_id!r}")
+    status.check_sender(
+        request.consumer, request.cluster_name, request.original_source, source_id=source_id, unnamed_ok=True
+    )
     async with connection(database) as conn:
         rows = await resources.for_consumer(conn, request.consumer)
     has, known = request.versions, {r.id for r in rows}

@@ -86,15 +86,22 @@ class StatusReport:
         }
 
 
+def check_sender(
+    consumer: str, cluster_name: str, original_source: str, *, source_id: str, unnamed_ok: bool = False
+) -> None:
+    """Refuse an agent event whose ``clustername`` is not ``consumer``, the consumer whose topic it arrived on
+    (consumer A cannot speak for consumer B), or whose ``originalsource`` is not ``source_id`` (``unnamed_ok``: or
+    empty, as agents send a spec resync request)."""
+    if cluster_name != consumer:
+        raise Rejected("consumer_mismatch", f"clustername {cluster_name!r} on the topic of consumer {consumer!r}")
+    if original_source != source_id and not (unnamed_ok and original_source == ""):
+        raise Rejected("foreign_source", f"originalsource {original_source!r} is not {source_id!r}")
+
+
 async def accept(database: databases.Database, report: StatusReport, *, source_id: str) -> Outcome:
     """Store ``report`` or complete the delete it confirms; raises :class:`Rejected` (nothing changed) or
     ``DatabaseUnavailable``."""
-    if report.cluster_name != report.consumer:
-        raise Rejected(
-            "consumer_mismatch", f"clustername {report.cluster_name!r} on the topic of consumer {report.consumer!r}"
-        )
-    if report.original_source != source_id:
-        raise Rejected("foreign_source", f"originalsource {report.original_source!r} is not {source_id!r}")
+    check_sender(report.consumer, report.cluster_name, report.original_source, source_id=source_id)
     async with transaction(database) as conn:
         target = await store.lock(conn, report.resource_id)
         if target is None:
