@@ -43,8 +43,8 @@ sys.path.insert(0, str(ROOT))
 from bench.rest_creates import NGINX, fresh_database, throwaway_postgres  # noqa: E402
 from protocol import sequence  # noqa: E402
 from server.app import create_app  # noqa: E402
-from server.dispatch.ingest import Ingest, StatusReport  # noqa: E402
 from server.services import consumers, rebuild, resources  # noqa: E402
+from server.services.status import StatusReport, accept  # noqa: E402
 from server.settings import Settings  # noqa: E402
 from server.store import db as store_db  # noqa: E402
 
@@ -93,7 +93,9 @@ def status_of(rid: str, version: int, n: int) -> StatusReport:
             },
         }
     ]
-    return StatusReport("cluster1", rid, version, SEQ.next(), f"h{version}-{n}", conditions, resource_status)
+    return StatusReport(
+        "cluster1", rid, version, SEQ.next(), f"h{version}-{n}", conditions, resource_status, "cluster1", "maestro"
+    )
 
 
 @contextlib.contextmanager
@@ -126,7 +128,6 @@ def sizes(url: str) -> dict[str, tuple[int, int]]:
 async def bench_bytes(admin: str, *, sample: int, versions: int) -> None:
     url = fresh_database(admin)
     db = await connect(url)
-    ingest = Ingest(db, publisher=None, source_id="maestro", source_events="")  # type: ignore[arg-type]
     before = sizes(url)
     try:
         for _ in range(sample):
@@ -137,7 +138,7 @@ async def bench_bytes(admin: str, *, sample: int, versions: int) -> None:
             for version in range(1, versions + 1):
                 if version > 1:
                     await resources.patch_single(db, row.id, {"version": 0, "manifest": nginx(version)})
-                await ingest.store_status(status_of(row.id, version, version))
+                await accept(db, status_of(row.id, version, version), source_id="maestro")
     finally:
         await db.disconnect()
     after = sizes(url)
@@ -235,12 +236,11 @@ def percentile(values: list[float], q: float) -> float:
 async def bench_history(admin: str, *, versions: int, rounds: int, page_size: int) -> None:
     url = fresh_database(admin)
     db = await connect(url)
-    ingest = Ingest(db, publisher=None, source_id="maestro", source_events="")  # type: ignore[arg-type]
     row = (await resources.create_single(db, {"consumer_name": "cluster1", "manifest": nginx(1)}, source="maestro")).row
     for version in range(1, versions + 1):
         if version > 1:
             await resources.patch_single(db, row.id, {"version": 0, "manifest": nginx(version)})
-        await ingest.store_status(status_of(row.id, version, version))
+        await accept(db, status_of(row.id, version, version), source_id="maestro")
     with psycopg.connect(url, autocommit=True) as conn:  # NB: other resources' events around it, analyzed
         report = status_of("x", 2, 1)
         params = {

@@ -1,29 +1,19 @@
-"""Status ingest: agent CloudEvents from MQTT → ``resources.status`` + ``status_events``, and spec resyncs.
+"""Status ingest: agent CloudEvents from MQTT, decoded and routed — statuses to :mod:`server.services.status`, spec
+resync requests to :mod:`server.services.spec_resync` (whose answer is published here).
 
 Every message is judged on its own and anything unacceptable is dropped with one log line and a count by
-reason (:data:`server.dispatch.metrics.STATUS_DROPPED`); nothing an agent sends can stop the loop. A status is
-accepted only when
-
-* it arrived on ``sources/<our source>/consumers/<c>/agentevents`` and its ``clustername`` is ``c`` (consumer A's
-  topic cannot speak for consumer B), and its ``originalsource`` is our source id;
-* the resource exists, belongs to ``c``, and ``resourceversion`` equals the stored version;
-* its ``sequenceid`` is newer than the stored one and its status hash differs from the stored one.
-
-An accepted status is written in one transaction under the row lock: ``resources.status`` (``ObservedVersion``,
-``SequenceID``, ``StatusHash``, ``conditions``, ``resourceStatus``) plus a ``StatusUpdate`` event. A
-``Deleted=True`` condition on a deleting resource completes the two-phase delete instead: a ``StatusDelete``
-event carrying the spec, and the row is removed.
+reason (:data:`server.dispatch.metrics.STATUS_DROPPED`); nothing an agent sends can stop the loop. What makes a
+status acceptable, and what an accepted status or a ``Deleted=True`` writes, is :func:`server.services.status.accept`.
 
 A status the hub cannot store because the database is unavailable is not dropped: it is held (the newest per
 resource, at most ``hold_limit`` in all) and stored again with capped, jittered backoff once the database answers;
-the store's checks (sequence id, version) then decide as if it had just arrived. A consumer whose held status had
+the checks (sequence id, version) then decide as if it had just arrived. A consumer whose held status had
 to be let go (more resources waiting than the limit) is sent a ``status.resync_request`` once the held statuses
 are stored, as after a broker reconnect (:mod:`server.dispatch.resync`).
 
 A ``spec.resync_request`` (an agent that (re)connected, listing what it has) is answered on the consumer's
-``sourceevents`` topic with the current spec of every resource the agent lacks or has at an older version, a
-delete for every deleting resource, and a delete marker for every id the hub does not know — also when the
-consumer has no resources at all.
+``sourceevents`` topic with what :func:`server.services.spec_resync.owed` says the agent is owed; one that
+arrives while the database is unavailable is answered once it is back.
 """
 
 from __future__ import annotations
@@ -31,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import databases
@@ -43,48 +32,13 @@ from protocol.errors import ProtocolError
 from protocol.mqtt import Received
 from server.dispatch import guard, metrics, resync, wire
 from server.errors import DatabaseUnavailable
-from server.store import logs, resources, status
-from server.store.db import connection, transaction
-from server.store.rows import ResourceRow
+from server.services import spec_resync
+from server.services.status import Rejected, StatusReport, accept
 
 log = logging.getLogger(__name__)
 
 STATUS_ACTIONS = frozenset({types.UPDATE_REQUEST, types.RESYNC_RESPONSE})
 _RESOURCE_ID_PROPERTIES = frozenset({cloudevents_mqtt.CE_PREFIX + types.EXT_RESOURCE_ID, types.EXT_RESOURCE_ID})
-
-
-class Drop(Exception):
-    """A message we refuse; ``reason`` is the metric label (a small fixed set)."""
-
-    def __init__(self, reason: str, detail: str) -> None:
-        super().__init__(detail)
-        self.reason = reason
-
-
-@dataclass(frozen=True)
-class StatusReport:
-    """A decoded, self-consistent status event (not yet checked against the database)."""
-
-    consumer: str
-    resource_id: str
-    version: int
-    sequence_id: str
-    status_hash: str
-    conditions: list[dict[str, Any]]
-    resource_status: list[dict[str, Any]]
-
-    @property
-    def deleted(self) -> bool:
-        return any(c.get("type") == "Deleted" and c.get("status") == "True" for c in self.conditions)
-
-    def stored(self) -> dict[str, Any]:
-        return {
-            "ObservedVersion": self.version,
-            "SequenceID": self.sequence_id,
-            "StatusHash": self.status_hash,
-            "conditions": self.conditions,
-            "resourceStatus": self.resource_status,
-        }
 
 
 class Ingest:
@@ -152,10 +106,10 @@ class Ingest:
         or answered once it is back) or the drop reason. Never raises."""
         try:
             return await self._handle(received)
-        except Drop as drop:
-            metrics.STATUS_DROPPED.labels(drop.reason).inc()
-            log.debug("dropped agent event on %s: %s (%s)", received.topic, drop, drop.reason)
-            return drop.reason
+        except Rejected as rejected:
+            metrics.STATUS_DROPPED.labels(rejected.reason).inc()
+            log.debug("dropped agent event on %s: %s (%s)", received.topic, rejected, rejected.reason)
+            return rejected.reason
         except DatabaseUnavailable:
             metrics.STATUS_DROPPED.labels("database_unavailable").inc()
             log.debug("agent event on %s not handled: the database is unavailable", received.topic)
@@ -168,13 +122,13 @@ class Ingest:
     async def _handle(self, received: Received) -> str:
         size = cloudevents_mqtt.encoded_size(received.message)
         if size > self.max_message_size:
-            raise Drop("oversize", f"{size} bytes, over the limit of {self.max_message_size}")
+            raise Rejected("oversize", f"{size} bytes, over the limit of {self.max_message_size}")
         try:
             parts = topics.parse(received.topic)
         except ProtocolError as exc:
-            raise Drop("bad_topic", str(exc)) from None
+            raise Rejected("bad_topic", str(exc)) from None
         if parts.kind != topics.AGENT_EVENTS or parts.source != self.source_id:
-            raise Drop("bad_topic", f"not an agent-events topic of source {self.source_id!r}")
+            raise Rejected("bad_topic", f"not an agent-events topic of source {self.source_id!r}")
         if self.owns is not None and not self.owns(parts.consumer):
             metrics.NOT_OWNER.inc()
             return "not_owner"
@@ -182,9 +136,9 @@ class Ingest:
             event = cloudevents_mqtt.decode(received.message)
             kind = types.event_type(event)
         except ProtocolError as exc:
-            raise Drop("malformed", str(exc)) from None
+            raise Rejected("malformed", str(exc)) from None
         if kind.data_type != types.MANIFESTBUNDLE_DATA_TYPE:
-            raise Drop("unsupported_type", f"data type {kind.data_type!r}")
+            raise Rejected("unsupported_type", f"data type {kind.data_type!r}")
         if kind.subresource == types.SPEC and kind.action == types.RESYNC_REQUEST:
             try:
                 await self.spec_resync(parts.consumer, event)
@@ -201,7 +155,7 @@ class Ingest:
                 self.hold(report)
                 return "held"
             return "accepted"
-        raise Drop("unsupported_type", f"unexpected event type {event.get_type()!r}")
+        raise Rejected("unsupported_type", f"unexpected event type {event.get_type()!r}")
 
     # --- status ----------------------------------------------------------------------------------------------
 
@@ -215,15 +169,11 @@ class Ingest:
             given_hash = types.str_extension(event, types.EXT_STATUS_HASH, default="")
             data = _data(event)
         except ProtocolError as exc:
-            raise Drop("malformed", str(exc)) from None
-        if cluster != consumer:
-            raise Drop("consumer_mismatch", f"clustername {cluster!r} on the topic of consumer {consumer!r}")
-        if original != self.source_id:
-            raise Drop("foreign_source", f"originalsource {original!r} is not {self.source_id!r}")
+            raise Rejected("malformed", str(exc)) from None
         conditions = data.get("conditions") or []
         resource_status = data.get("resourceStatus") or []
         if not _list_of_objects(conditions) or not _list_of_objects(resource_status):
-            raise Drop("malformed", "conditions and resourceStatus must be lists of objects")
+            raise Rejected("malformed", "conditions and resourceStatus must be lists of objects")
         status_hash = given_hash or statushash.status_hash(
             {"conditions": conditions, "resourceStatus": resource_status}
         )
@@ -235,52 +185,14 @@ class Ingest:
             status_hash=status_hash,
             conditions=conditions,
             resource_status=resource_status,
+            cluster_name=cluster,
+            original_source=original,
         )
 
     async def store_status(self, report: StatusReport) -> None:
-        async with transaction(self.database) as conn:
-            target = await status.lock(conn, report.resource_id)
-            if target is None:
-                raise Drop("unknown_resource", f"resource {report.resource_id} does not exist")
-            if target.consumer_name != report.consumer:
-                raise Drop("wrong_consumer", f"resource {target.id} belongs to another consumer")
-            if report.deleted and target.deleting:
-                # NB: the version is not checked here: an update may still have been on its way when the agent
-                # removed everything, and the delete is what the hub asked for.
-                row = await resources.get(conn, target.id)
-                assert row is not None  # NB: we hold its row lock.
-                await logs.append_status_event(
-                    conn,
-                    resource_id=row.id,
-                    resource_source=row.source,
-                    resource_type=row.type,
-                    consumer_name=row.consumer_name,
-                    event_type="StatusDelete",
-                    version=row.version,
-                    status=report.stored(),
-                    payload=row.payload,
-                )
-                await resources.hard_delete(conn, row.id)
-                metrics.STATUS_ACCEPTED.labels("delete").inc()
-                log.debug("resource %s deleted on consumer %s (version %d)", row.id, row.consumer_name, row.version)
-                return
-            if report.version != target.version:
-                raise Drop(
-                    "stale_version", f"resource {target.id}: status of version {report.version}, not {target.version}"
-                )
-            try:
-                newer = sequence.is_newer(report.sequence_id, target.sequence_id)
-            except ProtocolError:
-                newer = True  # NB: an unreadable stored id must not wedge the resource forever.
-            if not newer:
-                raise Drop("stale_sequence", f"resource {target.id}: sequence id {report.sequence_id} is not newer")
-            if target.status_hash == report.status_hash and target.observed_version == report.version:
-                raise Drop("unchanged", f"resource {target.id}: status unchanged")
-            await status.store(conn, target, report.stored())
-        metrics.STATUS_ACCEPTED.labels("update").inc()
-        log.debug(
-            "status of resource %s on consumer %s (version %d) stored", target.id, target.consumer_name, target.version
-        )
+        """Store ``report`` (:func:`server.services.status.accept`) and count what it did."""
+        outcome = await accept(self.database, report, source_id=self.source_id)
+        metrics.STATUS_ACCEPTED.labels(outcome).inc()
 
     # --- statuses held through a database outage ----------------------------------------------------------------
 
@@ -321,9 +233,9 @@ class Ingest:
                 outcome = "accepted"
             except DatabaseUnavailable:
                 return False
-            except Drop as drop:
-                metrics.STATUS_DROPPED.labels(drop.reason).inc()
-                outcome = drop.reason
+            except Rejected as rejected:
+                metrics.STATUS_DROPPED.labels(rejected.reason).inc()
+                outcome = rejected.reason
             except Exception:
                 metrics.STATUS_DROPPED.labels("error").inc()
                 log.exception("failed to store the held status of resource %s", rid)
@@ -367,21 +279,13 @@ class Ingest:
             original = types.str_extension(event, types.EXT_ORIGINAL_SOURCE, default="")
             has = {e["resourceID"]: e["resourceVersion"] for e in payloads.read_spec_resync(event.get_data())}
         except ProtocolError as exc:
-            raise Drop("malformed", str(exc)) from None
-        if cluster != consumer:
-            raise Drop("consumer_mismatch", f"clustername {cluster!r} on the topic of consumer {consumer!r}")
-        if original not in ("", self.source_id):
-            raise Drop("foreign_source", f"originalsource {original!r} is not {self.source_id!r}")
-        rows = await guard.finish(_rows_of(self.database, consumer))
-        answers: list[CloudEvent] = []
-        known = set()
-        for row in rows:
-            known.add(row.id)
-            if row.deleted_at is not None or row.id not in has or row.version > has[row.id]:
-                answers.append(wire.spec_event(row, source=self.source_id, resync=True))
-        for rid in has:
-            if rid not in known:
-                answers.append(wire.delete_marker(rid, consumer=consumer, source=self.source_id, version=has[rid]))
+            raise Rejected("malformed", str(exc)) from None
+        request = spec_resync.Request(consumer, cluster, original, has)
+        owed = await guard.finish(spec_resync.owed(self.database, request, source_id=self.source_id))
+        answers = [wire.spec_event(row, source=self.source_id, resync=True) for row in owed.rows] + [
+            wire.delete_marker(rid, consumer=consumer, source=self.source_id, version=version)
+            for rid, version in owed.unknown.items()
+        ]
         topic = wire.source_events_topic(self.source_events, source=self.source_id, consumer=consumer)
         futures = [
             await self.publisher.publish(topic, wire.encode(e, self.publisher), timeout=self.publish_timeout)
@@ -393,15 +297,10 @@ class Ingest:
             "spec resync for consumer %s: agent has %d, hub has %d, sent %d",
             consumer,
             len(has),
-            len(rows),
+            owed.known,
             len(answers),
         )
         return len(answers)
-
-
-async def _rows_of(database: databases.Database, consumer: str) -> list[ResourceRow]:
-    async with connection(database) as conn:
-        return await resources.for_consumer(conn, consumer)
 
 
 def _shard_key(received: Received) -> str:

@@ -6,9 +6,10 @@ Every ``interval`` (±25 % jitter), for the consumers this replica owns:
   ``undelivered_threshold`` seconds is published again (a new spec event at the same version), at most once per
   threshold. Agents drop what they already have, so a spurious re-publish costs one message.
 * **Unconfirmed deletes.** A resource being deleted whose agent has not confirmed is sent its delete again every
-  ``delete_republish_interval`` seconds — and after ``stale_delete_threshold`` seconds the hub stops waiting: the
-  row is removed with a ``StatusDelete`` event whose condition ``Deleted=Unknown`` (reason ``DeleteRetired``) says
-  that no agent confirmed. If that agent comes back, its spec resync lists the work, the hub no longer has it, and
+  ``delete_republish_interval`` seconds — and after ``stale_delete_threshold`` seconds the hub stops waiting and
+  completes the delete as an agent's ``Deleted=True`` would (:func:`server.services.status.retire_delete`), with a
+  ``StatusDelete`` event whose condition ``Deleted=Unknown`` (reason ``DeleteRetired``) says that no agent
+  confirmed. If that agent comes back, its spec resync lists the work, the hub no longer has it, and
   the agent is told to delete it: nothing is orphaned.
 * **Retention.** Reconciled spec events and status events older than ``retention`` are dropped, and spec events
   of versions older than a resource's newest ``versions_kept`` (0: no limit), keeping every resource's latest
@@ -26,13 +27,13 @@ import logging
 import random
 import time
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
 
 import databases
 
 from server.dispatch import guard, metrics
 from server.errors import DatabaseUnavailable
-from server.store import logs, maintenance, resources
+from server.services import status
+from server.store import maintenance
 from server.store.db import connection, transaction
 
 log = logging.getLogger(__name__)
@@ -153,7 +154,9 @@ class Maintenance:
         retired = 0
         try:
             for c in due:
-                if not await guard.finish(self._retire(c)):
+                if not await guard.finish(
+                    status.retire_delete(self.database, c.id, waited=self.stale_delete_threshold)
+                ):
                     continue
                 retired += 1
                 log.warning(
@@ -171,41 +174,6 @@ class Maintenance:
             return await self._owned(
                 lambda limit: maintenance.stale_deletes(conn, older_than=self.stale_delete_threshold, limit=limit)
             )
-
-    async def _retire(self, c: maintenance.Candidate) -> bool:
-        """One retirement, one transaction: false if the row is gone or no longer being deleted."""
-        async with transaction(self.database) as conn:
-            row = await resources.get(conn, c.id, lock=True)
-            if row is None or row.deleted_at is None:
-                return False
-            now = datetime.now(UTC).isoformat().replace("+00:00", "Z")
-            status = {
-                **(row.status or {}),
-                "conditions": [
-                    {
-                        "type": "Deleted",
-                        "status": "Unknown",
-                        "reason": "DeleteRetired",
-                        "lastTransitionTime": now,
-                        "message": f"no agent confirmed the delete within {self.stale_delete_threshold:.0f}s;"
-                        " the hub stopped waiting",
-                    }
-                ],
-            }
-            await logs.append_status_event(
-                conn,
-                resource_id=row.id,
-                resource_source=row.source,
-                resource_type=row.type,
-                consumer_name=row.consumer_name,
-                event_type="StatusDelete",
-                version=row.version,
-                status=status,
-                payload=row.payload,
-            )
-            await maintenance.reconcile_events_of(conn, row.id)
-            await resources.hard_delete(conn, row.id, actor="hub:delete-retired")
-        return True
 
     async def prune(self) -> int:
         return await guard.finish(self._prune())

@@ -71,12 +71,6 @@ async def append_events(conn: Conn, events: list[tuple[str, str, str, int]]) -> 
         await conn.execute("SELECT pg_notify('events', $1)", consumer)
 
 
-async def reconcile_events_of(conn: Conn, resource_id: str) -> None:
-    await conn.execute(
-        "UPDATE events SET reconciled_date = now() WHERE source_id = $1 AND reconciled_date IS NULL", resource_id
-    )
-
-
 # NB: every statement below starts from an indexed candidate set (events_created_at_idx, status_events_created_at_idx,
 # or one resource's events by events_source_id_idx) and checks protection per candidate with index lookups, so a
 # round costs what it deletes, not the size of the logs (tests/integration/test_search_plans.py).

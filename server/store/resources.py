@@ -117,25 +117,6 @@ async def set_status(conn: Conn, id: str, status: dict[str, Any]) -> None:
     await conn.execute("UPDATE resources SET status = $2 WHERE id = $1", id, status)
 
 
-_DELETED_BY = logs.fact("r", "coalesce($2, 'agent:' || r.consumer_name)")
-
-
-async def hard_delete(conn: Conn, id: str, *, actor: str | None = None) -> bool:
-    """Complete the delete: remove the row and append its ``Deleted`` event (the last fact of this resource:
-    the row as it was, written by ``actor``, default ``agent:<consumer>``). The event is born reconciled: there
-    is nothing left to publish."""
-    deleted = await conn.fetchval(
-        "WITH r AS (DELETE FROM resources WHERE id = $1 RETURNING *),"
-        " e AS (INSERT INTO events (source_id, consumer_name, event_type, version, payload, reconciled_date)"
-        f"  SELECT r.id, r.consumer_name, 'Deleted', r.version, {_DELETED_BY},"
-        "  now() FROM r RETURNING 1)"
-        " SELECT count(*) FROM e",
-        id,
-        actor,
-    )
-    return bool(deleted)
-
-
 def collection(type: ResourceType) -> listing.Collection:
     """The list of single resources (``/resources``) or of bundles (``/resource-bundles``)."""
     return _COLLECTIONS[type]

@@ -1,10 +1,12 @@
-"""SQL of the status path: the facts a status is judged by, the combined write, and stored hashes for resync."""
+"""SQL of the status path: the facts a status is judged by, the combined writes (a status; a completed delete), and
+stored hashes for resync."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
 
+from server.store import logs
 from server.store.db import Conn
 
 
@@ -77,3 +79,28 @@ async def store(conn: Conn, target: Target, status: dict[str, Any]) -> None:
         target.consumer_name,
         target.version,
     )
+
+
+_DELETED_BY = logs.fact("r", "coalesce($3, 'agent:' || r.consumer_name)")
+_COMPLETE_DELETE = (
+    "WITH r AS (DELETE FROM resources WHERE id = $1 RETURNING *),"
+    " s AS (INSERT INTO status_events (resource_id, resource_source, resource_type, consumer_name,"
+    "  status_event_type, version, status, payload)"
+    "  SELECT r.id, r.source, r.type, r.consumer_name, 'StatusDelete', r.version, $2, r.payload FROM r RETURNING id),"
+    " n AS (SELECT pg_notify('status_events', s.id::text) FROM s),"
+    " p AS (UPDATE events SET reconciled_date = now() WHERE source_id = $1 AND reconciled_date IS NULL"
+    "  AND EXISTS (SELECT 1 FROM r) RETURNING 1),"
+    " e AS (INSERT INTO events (source_id, consumer_name, event_type, version, payload, reconciled_date)"
+    f"  SELECT r.id, r.consumer_name, 'Deleted', r.version, {_DELETED_BY}, now() FROM r RETURNING 1)"
+    " SELECT (SELECT count(*) FROM e) AS deleted, (SELECT count(*) FROM n) AS notified"
+)
+
+
+async def complete_delete(conn: Conn, resource_id: str, status: dict[str, Any], *, actor: str | None) -> bool:
+    """Complete a two-phase delete in one statement: remove the row; append its ``StatusDelete`` event carrying
+    ``status`` and the spec (+ NOTIFY); append its ``Deleted`` spec fact, the last of this resource (the row as it
+    was, written by ``actor``, default ``agent:<consumer>``), born reconciled; and mark its pending spec events
+    reconciled (there is nothing left to publish). False if there was no such row."""
+    row = await conn.fetchrow(_COMPLETE_DELETE, resource_id, status, actor)
+    assert row is not None
+    return bool(row["deleted"])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import databases
 
 from server.store import logs, resources
+from server.store import status as store_status
 from server.store.db import transaction
 
 
@@ -21,18 +22,17 @@ async def report(db: databases.Database, rid: str, sequence: str, *, deleted: bo
             "conditions": [{"type": "Deleted" if deleted else "Applied", "status": "True"}],
             "resourceStatus": [],
         }
-        if not deleted:
-            await resources.set_status(conn, rid, status)
+        if deleted:
+            await store_status.complete_delete(conn, rid, status, actor=None)
+            return
+        await resources.set_status(conn, rid, status)
         await logs.append_status_event(
             conn,
             resource_id=rid,
             resource_source=row.source,
             resource_type=row.type,
             consumer_name=row.consumer_name,
-            event_type="StatusDelete" if deleted else "StatusUpdate",
+            event_type="StatusUpdate",
             version=row.version,
             status=status,
-            payload=row.payload if deleted else None,
         )
-        if deleted:
-            await resources.hard_delete(conn, rid)

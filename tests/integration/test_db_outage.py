@@ -29,6 +29,7 @@ import pytest
 
 from protocol import mqtt, payloads, topics
 from server import errors, migrate
+from server.services.status import StatusReport
 from server.store import db as store_db
 from tests.fixtures.mosquitto import MosquittoServer, MQTTNames
 from tests.fixtures.postgres import Cluster
@@ -278,7 +279,7 @@ async def test_a_status_held_through_an_outage_is_stored_when_the_database_is_ba
     hub = ingest.Ingest(
         outage_database, _NoPublisher(), source_id="s", source_events="x", retry_min=0.05, retry_max=0.2
     )
-    report = ingest.StatusReport(
+    report = StatusReport(
         consumer="c1",
         resource_id=created.row.id,
         version=1,
@@ -286,6 +287,8 @@ async def test_a_status_held_through_an_outage_is_stored_when_the_database_is_ba
         status_hash="h",
         conditions=[{"type": "Deleted", "status": "True"}],
         resource_status=[],
+        cluster_name="c1",
+        original_source="s",
     )
     await asyncio.to_thread(cluster.stop)
     retries = asyncio.create_task(hub.retry_held())
@@ -390,8 +393,8 @@ async def test_statuses_let_go_over_the_limit_get_their_consumer_a_status_resync
         outage_database, published, source_id="s", source_events="sources/s/consumers/+/sourceevents", hold_limit=1
     )
 
-    def report(consumer: str) -> ingest.StatusReport:
-        return ingest.StatusReport(
+    def report(consumer: str) -> StatusReport:
+        return StatusReport(
             consumer=consumer,
             resource_id=rows[consumer].id,
             version=1,
@@ -399,6 +402,8 @@ async def test_statuses_let_go_over_the_limit_get_their_consumer_a_status_resync
             status_hash=f"h-{consumer}",
             conditions=[{"type": "Applied", "status": "True"}],
             resource_status=[],
+            cluster_name=consumer,
+            original_source="s",
         )
 
     hub.hold(report("c1"))

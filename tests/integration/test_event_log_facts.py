@@ -17,8 +17,8 @@ from yoyo import get_backend, read_migrations
 from protocol import sequence
 from server import dsn, migrate
 from server.app import create_app
-from server.dispatch.ingest import Ingest, StatusReport
-from server.services import consumers, resources
+from server.services import consumers, resources, status
+from server.services.status import StatusReport
 from server.settings import Settings
 from server.store.db import connection
 from tests.fixtures.postgres import PostgresServer
@@ -54,8 +54,8 @@ async def row_of(database: databases.Database, rid: str) -> asyncpg.Record | Non
         return await conn.fetchrow("SELECT * FROM resources WHERE id = $1", rid)
 
 
-def ingest(database: databases.Database) -> Ingest:
-    return Ingest(database, publisher=None, source_id="maestro", source_events="")  # type: ignore[arg-type]
+async def store(database: databases.Database, report: StatusReport) -> None:
+    await status.accept(database, report, source_id="maestro")
 
 
 def report(rid: str, version: int, conditions: list[dict[str, Any]], *, consumer: str = "cluster1") -> StatusReport:
@@ -67,6 +67,8 @@ def report(rid: str, version: int, conditions: list[dict[str, Any]], *, consumer
         status_hash="h-" + repr(conditions),
         conditions=conditions,
         resource_status=[{"resourceMeta": {"name": "cm"}, "conditions": [], "statusFeedback": {"values": []}}],
+        cluster_name=consumer,
+        original_source="maestro",
     )
 
 
@@ -102,8 +104,7 @@ async def test_every_spec_change_logs_the_resource_as_written_and_by_whom(
     assert after_update
     assert after_delete
 
-    done = ingest(database)
-    await done.store_status(report(rid, 2, [{"type": "Deleted", "status": "True"}]))
+    await store(database, report(rid, 2, [{"type": "Deleted", "status": "True"}]))
     assert await row_of(database, rid) is None
 
     log = await spec_events(database, rid)
@@ -159,14 +160,13 @@ async def test_statuses_are_logged_as_received_once_per_status_hash(database: da
     ).row.id
     applied = [{"type": "Applied", "status": "True", "reason": "AppliedManifestComplete", "message": "ünïcode"}]
     available = [*applied, {"type": "Available", "status": "True", "reason": "ResourcesAvailable"}]
-    done = ingest(database)
     first = report(rid, 1, applied)
-    await done.store_status(first)
+    await store(database, first)
     for again in (report(rid, 1, applied), report(rid, 1, applied)):
         with pytest.raises(Exception, match="unchanged"):
-            await done.store_status(again)
-    await done.store_status(report(rid, 1, available))
-    await done.store_status(report(rid, 1, applied))  # a change back is a change
+            await store(database, again)
+    await store(database, report(rid, 1, available))
+    await store(database, report(rid, 1, applied))  # a change back is a change
     async with connection(database) as conn:
         logged = await conn.fetch("SELECT status FROM status_events WHERE resource_id = $1 ORDER BY id", rid)
     assert [s["status"]["conditions"] for s in logged] == [applied, available, applied]

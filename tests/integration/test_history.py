@@ -10,8 +10,7 @@ import httpx
 import pytest
 
 from protocol import sequence
-from server.dispatch.ingest import Ingest, StatusReport
-from server.services import consumers, resources
+from server.services import consumers, resources, status
 from server.store.db import connection
 
 pytestmark = pytest.mark.timeout(30)
@@ -30,9 +29,9 @@ def configmap(value: int) -> dict[str, Any]:
 
 
 async def report(database: databases.Database, rid: str, version: int, kind: str) -> None:
-    ingest = Ingest(database, publisher=None, source_id="maestro", source_events="")  # type: ignore[arg-type]
     conditions = [{"type": kind, "status": "True"}]
-    await ingest.store_status(StatusReport("cluster1", rid, version, SEQ.next(), kind, conditions, resource_status=[]))
+    report = status.StatusReport("cluster1", rid, version, SEQ.next(), kind, conditions, [], "cluster1", "maestro")
+    await status.accept(database, report, source_id="maestro")
 
 
 @pytest.fixture

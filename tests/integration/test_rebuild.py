@@ -14,9 +14,9 @@ import psycopg
 import pytest
 
 from protocol import sequence
-from server.dispatch.ingest import Drop, Ingest, StatusReport
 from server.errors import ServiceError
-from server.services import consumers, rebuild, resources
+from server.services import consumers, rebuild, resources, status
+from server.services.status import Rejected, StatusReport
 from server.store import maintenance, projection
 from server.store.db import connection, transaction
 
@@ -24,6 +24,7 @@ pytestmark = pytest.mark.timeout(30)
 
 SEQ = sequence.SequenceGenerator()
 CONSUMERS = ("east", "west")
+OPS = ("create", "create", "update", "update", "delete", "status", "status", "done", "retire", "nudge")
 
 
 def configmap(name: str, value: int) -> dict[str, Any]:
@@ -35,7 +36,7 @@ def configmap(name: str, value: int) -> dict[str, Any]:
     }
 
 
-def status(rid: str, consumer: str, version: int, conditions: list[dict[str, Any]]) -> StatusReport:
+def report(rid: str, consumer: str, version: int, conditions: list[dict[str, Any]]) -> StatusReport:
     return StatusReport(
         consumer=consumer,
         resource_id=rid,
@@ -44,6 +45,8 @@ def status(rid: str, consumer: str, version: int, conditions: list[dict[str, Any
         status_hash=repr(conditions),
         conditions=conditions,
         resource_status=[],
+        cluster_name=consumer,
+        original_source="maestro",
     )
 
 
@@ -54,14 +57,14 @@ async def table(database: databases.Database) -> list[dict[str, Any]]:
 
 async def workload(database: databases.Database, *, writers: int, steps: int, seed: int) -> None:
     """Creates (singles and bundles, some reusing the id of a deleted resource), updates, delete requests,
-    statuses (some stale), delete completions and maintenance's re-publish nudges, from concurrent writers."""
-    ingest = Ingest(database, publisher=None, source_id="maestro", source_events="")  # type: ignore[arg-type]
+    statuses (some stale), delete completions (by the agent, or retired by maintenance) and maintenance's re-publish
+    nudges, from concurrent writers."""
     ids: list[tuple[str, str]] = []
 
     async def writer(n: int) -> None:
         rng = random.Random(seed * 100 + n)
         for step in range(steps):
-            op = rng.choice(["create", "create", "update", "update", "delete", "status", "status", "done", "nudge"])
+            op = rng.choice(OPS)
             if op == "create" or not ids:
                 consumer = rng.choice(CONSUMERS)
                 rid = rng.choice(ids)[0] if ids and rng.random() < 0.1 else str(uuid.uuid4())
@@ -91,11 +94,14 @@ async def workload(database: databases.Database, *, writers: int, steps: int, se
                     row = await resources.get(database, rid)
                     version = row.version - (1 if rng.random() < 0.2 else 0)
                     kind = "Deleted" if op == "done" else rng.choice(["Applied", "Available"])
-                    await ingest.store_status(status(rid, consumer, version, [{"type": kind, "status": "True"}]))
+                    conditions = [{"type": kind, "status": "True"}]
+                    await status.accept(database, report(rid, consumer, version, conditions), source_id="maestro")
+                elif op == "retire":
+                    await status.retire_delete(database, rid, waited=0)
                 else:
                     async with transaction(database) as conn:
                         await maintenance.append_events(conn, [(rid, consumer, "Update", 1)])
-            except (ServiceError, Drop):
+            except (ServiceError, Rejected):
                 pass  # gone, being deleted, stale: refused as a client would see it
 
     await asyncio.gather(*(writer(n) for n in range(writers)))

@@ -15,9 +15,8 @@ import httpx
 import pytest
 
 from protocol import sequence
-from server.dispatch.ingest import Ingest, StatusReport
 from server.dispatch.maintenance import Maintenance
-from server.services import consumers, rebuild, resources, watch
+from server.services import consumers, rebuild, resources, status, watch
 from server.store import logs
 from server.store.db import transaction
 
@@ -50,9 +49,9 @@ async def age(database: databases.Database, hours: float = 2) -> None:
 
 
 async def report(database: databases.Database, rid: str, version: int, kind: str) -> None:
-    ingest = Ingest(database, publisher=None, source_id="maestro", source_events="")  # type: ignore[arg-type]
     conditions = [{"type": kind, "status": "True"}]
-    await ingest.store_status(StatusReport("cluster1", rid, version, SEQ.next(), kind, conditions, resource_status=[]))
+    report = status.StatusReport("cluster1", rid, version, SEQ.next(), kind, conditions, [], "cluster1", "maestro")
+    await status.accept(database, report, source_id="maestro")
 
 
 async def create(database: databases.Database, value: int = 0) -> str:

@@ -7,6 +7,7 @@ import asyncpg
 import pytest
 
 from server.dispatch import ingest
+from server.services.status import StatusReport
 from server.store import availability
 
 
@@ -59,8 +60,8 @@ def test_one_line_per_change(caplog: pytest.LogCaptureFixture) -> None:
     assert (state.down, state.outages) == (True, 2)
 
 
-def report(rid: str, consumer: str, sequence_id: str) -> ingest.StatusReport:
-    return ingest.StatusReport(
+def report(rid: str, consumer: str, sequence_id: str) -> StatusReport:
+    return StatusReport(
         consumer=consumer,
         resource_id=rid,
         version=1,
@@ -68,6 +69,8 @@ def report(rid: str, consumer: str, sequence_id: str) -> ingest.StatusReport:
         status_hash=sequence_id,
         conditions=[],
         resource_status=[],
+        cluster_name=consumer,
+        original_source="s",
     )
 
 
