@@ -130,7 +130,9 @@ async def follow(
         generation = feed.generation  # NB: taken before reading, so a commit during the read is not slept through.
         try:
             batch, cursor = await read(db, cursor, source=source, consumer=consumer)
-        except DatabaseUnavailable:
+        except (DatabaseUnavailable, TimeoutError):
+            # NB: a timeout too (a connect or a pool wait while PostgreSQL restarts under load is one): a watch
+            # outlives outages, from the same cursor.
             await feed.wait(generation)
             continue
         for event in batch:
