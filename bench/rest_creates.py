@@ -166,9 +166,12 @@ def hub_process(
 
 
 @contextlib.contextmanager
-def server(db_url: str, *, max_db_connections: int, http_workers: int = 1) -> Iterator[str]:
+def server(
+    db_url: str, *, max_db_connections: int, http_workers: int = 1, mqtt_config: Path | None = None
+) -> Iterator[str]:
     args = ["--db-url", db_url, "--db-max-open-connections", str(max_db_connections)]
     args += ["--http-workers", str(http_workers)]
+    args += ["--mqtt-config-file", str(mqtt_config)] if mqtt_config else []
     with hub_process(args) as (proc, ports):
         global SERVER_PID
         SERVER_PID = proc.pid
@@ -275,6 +278,11 @@ def main() -> int:
         "--http-workers", default="1", help="comma-separated --http-workers values; each round runs them in turn"
     )
     parser.add_argument("--rounds", type=int, default=1, help="rounds over the --http-workers values (interleaved)")
+    parser.add_argument(
+        "--mosquitto",
+        action="store_true",
+        help="deliver through a throwaway mosquitto rather than the hub's embedded broker (in the hub process)",
+    )
     args = parser.parse_args()
     levels = [int(c) for c in args.concurrency.split(",")]
     worker_counts = [int(w) for w in args.http_workers.split(",")]
@@ -283,11 +291,16 @@ def main() -> int:
     print(HEADER, flush=True)
     with contextlib.ExitStack() as stack:
         admin = args.db_url or stack.enter_context(throwaway_postgres())
+        mqtt = None
+        if args.mosquitto:
+            from bench.dispatch_e2e import throwaway_mosquitto  # NB: here: that module imports this one
+
+            mqtt = stack.enter_context(throwaway_mosquitto())
         for _ in range(args.rounds):
             for workers in worker_counts:
                 url = fresh_database(admin)
                 pool = args.db_max_open_connections
-                with server(url, max_db_connections=pool, http_workers=workers) as base:
+                with server(url, max_db_connections=pool, http_workers=workers, mqtt_config=mqtt) as base:
                     run = asyncio.run(bench(base, levels=levels, count=args.requests))
                 for r in run:
                     r["workers"] = workers
