@@ -313,7 +313,8 @@ def main() -> int:
             for level in levels:
                 same = [r for r in rows if r["workers"] == workers and r["concurrency"] == level]
                 median = {k: statistics.median(r[k] for r in same) for k in same[0]}
-                print(_row(median | {"requests": sum(r["requests"] for r in same)}))
+                totals = {k: sum(r[k] for r in same) for k in ("requests", "errors")}
+                print(_row(median | totals | {"workers": workers, "concurrency": level}))
     return 0
 
 
