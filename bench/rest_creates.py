@@ -7,6 +7,7 @@ creates/s, p50/p99 latency and errors per concurrency.
 
     .venv/bin/python bench/rest_creates.py                    # throwaway PostgreSQL (as the tests start it)
     .venv/bin/python bench/rest_creates.py --db-url postgresql://postgres@127.0.0.1:5432/postgres
+    .venv/bin/python bench/rest_creates.py --http-workers 1,2 --rounds 3 --concurrency 8,32   # interleaved
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import copy
 import dataclasses
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -92,6 +94,23 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def children(pid: int) -> list[int]:
+    """The processes whose parent is ``pid`` (the hub's REST workers)."""
+    out = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                if int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                    out.append(int(entry.name))
+    return out
+
+
+def server_cpu_seconds(pid: int) -> tuple[float, float]:
+    """(the hub process, the hub process and its live children): CPU seconds."""
+    own = cpu_seconds(pid)
+    return own, own + sum(cpu_seconds(child) for child in children(pid))
+
+
 SERVER_PID = 0
 
 
@@ -147,8 +166,12 @@ def hub_process(
 
 
 @contextlib.contextmanager
-def server(db_url: str, *, max_db_connections: int) -> Iterator[str]:
+def server(
+    db_url: str, *, max_db_connections: int, http_workers: int = 1, mqtt_config: Path | None = None
+) -> Iterator[str]:
     args = ["--db-url", db_url, "--db-max-open-connections", str(max_db_connections)]
+    args += ["--http-workers", str(http_workers)]
+    args += ["--mqtt-config-file", str(mqtt_config)] if mqtt_config else []
     with hub_process(args) as (proc, ports):
         global SERVER_PID
         SERVER_PID = proc.pid
@@ -199,11 +222,16 @@ async def run_level(base: str, *, concurrency: int, count: int, tag: str) -> dic
         ]
         # Open the connections before timing.
         await asyncio.gather(*(c.get("/api/maestro") for c in clients))
-        start, client_cpu, server_cpu = time.perf_counter(), time.process_time(), cpu_seconds(SERVER_PID)
+        start, client_cpu, (hub_cpu, server_cpu) = (
+            time.perf_counter(),
+            time.process_time(),
+            server_cpu_seconds(SERVER_PID),
+        )
         await asyncio.gather(*(worker(c) for c in clients))
         elapsed = time.perf_counter() - start
         client_cpu = time.process_time() - client_cpu
-        server_cpu = cpu_seconds(SERVER_PID) - server_cpu
+        hub_after, server_after = server_cpu_seconds(SERVER_PID)
+        hub_cpu, server_cpu = hub_after - hub_cpu, server_after - server_cpu
     latencies.sort()
     return {
         "concurrency": concurrency,
@@ -214,6 +242,7 @@ async def run_level(base: str, *, concurrency: int, count: int, tag: str) -> dic
         "errors": errors,
         "client_cpu_ms": client_cpu / count * 1000,
         "server_cpu_ms": server_cpu / count * 1000,
+        "hub_cpu_ms": hub_cpu / count * 1000,
     }
 
 
@@ -225,30 +254,67 @@ async def bench(base: str, *, levels: list[int], count: int) -> list[dict[str, f
     return [await run_level(base, concurrency=c, count=count, tag=f"c{c}") for c in levels]
 
 
+HEADER = (
+    f"{'workers':>7} {'concurrency':>11} {'requests':>8} {'creates/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'errors':>6}"
+    f" {'server CPU ms/req':>17} {'hub-proc CPU ms/req':>19} {'client CPU ms/req':>17}"
+)
+
+
+def _row(r: dict[str, float]) -> str:
+    return (
+        f"{r['workers']:>7} {r['concurrency']:>11} {r['requests']:>8} {r['creates_per_s']:>10.0f} {r['p50_ms']:>8.1f}"
+        f" {r['p99_ms']:>8.1f} {r['errors']:>6} {r['server_cpu_ms']:>17.2f} {r['hub_cpu_ms']:>19.2f}"
+        f" {r['client_cpu_ms']:>17.2f}"
+    )
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--db-url", help="a PostgreSQL URL whose server may get a new database (default: throwaway)")
     parser.add_argument("--requests", type=int, default=2000, help="creates per concurrency level")
     parser.add_argument("--concurrency", default="1,8,32,64", help="comma-separated client concurrency levels")
     parser.add_argument("--db-max-open-connections", type=int, default=50, help="the server's pool size")
+    parser.add_argument(
+        "--http-workers", default="1", help="comma-separated --http-workers values; each round runs them in turn"
+    )
+    parser.add_argument("--rounds", type=int, default=1, help="rounds over the --http-workers values (interleaved)")
+    parser.add_argument(
+        "--mosquitto",
+        action="store_true",
+        help="deliver through a throwaway mosquitto rather than the hub's embedded broker (in the hub process)",
+    )
     args = parser.parse_args()
     levels = [int(c) for c in args.concurrency.split(",")]
+    worker_counts = [int(w) for w in args.http_workers.split(",")]
 
+    rows: list[dict[str, float]] = []
+    print(HEADER, flush=True)
     with contextlib.ExitStack() as stack:
         admin = args.db_url or stack.enter_context(throwaway_postgres())
-        url = fresh_database(admin)
-        base = stack.enter_context(server(url, max_db_connections=args.db_max_open_connections))
-        rows = asyncio.run(bench(base, levels=levels, count=args.requests))
+        mqtt = None
+        if args.mosquitto:
+            from bench.dispatch_e2e import throwaway_mosquitto  # NB: here: that module imports this one
 
-    print(
-        f"{'concurrency':>11} {'requests':>8} {'creates/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'errors':>6}"
-        f" {'server CPU ms/req':>17} {'client CPU ms/req':>17}"
-    )
-    for r in rows:
-        print(
-            f"{r['concurrency']:>11} {r['requests']:>8} {r['creates_per_s']:>10.0f} {r['p50_ms']:>8.1f}"
-            f" {r['p99_ms']:>8.1f} {r['errors']:>6} {r['server_cpu_ms']:>17.2f} {r['client_cpu_ms']:>17.2f}"
-        )
+            mqtt = stack.enter_context(throwaway_mosquitto())
+        for _ in range(args.rounds):
+            for workers in worker_counts:
+                url = fresh_database(admin)
+                pool = args.db_max_open_connections
+                with server(url, max_db_connections=pool, http_workers=workers, mqtt_config=mqtt) as base:
+                    run = asyncio.run(bench(base, levels=levels, count=args.requests))
+                for r in run:
+                    r["workers"] = workers
+                    print(_row(r), flush=True)
+                rows += run
+
+    if args.rounds > 1:
+        print(f"\nmedians of {args.rounds} interleaved rounds\n{HEADER}")
+        for workers in worker_counts:
+            for level in levels:
+                same = [r for r in rows if r["workers"] == workers and r["concurrency"] == level]
+                median = {k: statistics.median(r[k] for r in same) for k in same[0]}
+                totals = {k: sum(r[k] for r in same) for k in ("requests", "errors")}
+                print(_row(median | totals | {"workers": workers, "concurrency": level}))
     return 0
 
 

@@ -8,18 +8,16 @@ import ipaddress
 import logging
 import signal
 import socket
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import asyncpg
 import databases
 import psycopg
-import uvicorn
-from starlette.applications import Starlette
 
 from protocol import mqtt_config
 from protocol.errors import ConfigError
 from server import app as app_mod
-from server import dsn, embedded, health, listeners, logging_setup, migrate, tasks
+from server import dsn, embedded, health, listeners, migrate, tasks, workers
 from server.dispatch import embedded_mqtt, instances, listen, summary
 from server.dispatch.transport import Transport, supervise
 from server.grpc import server as grpc_server_mod
@@ -33,66 +31,6 @@ log = logging.getLogger(__name__)
 
 class StartupError(Exception):
     """The hub cannot start; the message says why, for one clear line on stderr."""
-
-
-class _Server(uvicorn.Server):
-    """A uvicorn server that leaves signals to us (several run in one process and stop together), says once, by
-    name, where it serves (its own log records name the listener: :data:`logging_setup.LISTENER`), and ticks once a
-    second rather than ten times (its tick refreshes the ``Date`` header; a hub at rest should not wake for
-    nothing), stopping as soon as it is told."""
-
-    def __init__(self, config: uvicorn.Config, name: str) -> None:
-        self._exit = asyncio.Event()
-        super().__init__(config)
-        self.name = name
-
-    @property
-    def should_exit(self) -> bool:
-        return self._exit.is_set()
-
-    @should_exit.setter
-    def should_exit(self, value: bool) -> None:
-        if value:
-            self._exit.set()
-        else:
-            self._exit.clear()
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
-
-    async def serve(self, sockets: list[socket.socket] | None = None) -> None:
-        logging_setup.LISTENER.set(self.name)  # NB: this task's own context (asyncio copies one per task).
-        await super().serve(sockets)
-
-    async def main_loop(self) -> None:
-        counter = 0
-        while not await self.on_tick(counter):
-            counter = (counter + 10) % 864000  # NB: uvicorn does its once-a-second work when counter % 10 == 0
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(1.0):
-                    await self._exit.wait()
-
-    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
-        await super().startup(sockets)
-        if self.started:
-            host, port = sockets[0].getsockname()[:2] if sockets else (self.config.host, self.config.port)
-            shown = f"[{host}]" if ":" in host else host
-            log.info("%s listening on http://%s:%d (uvicorn)", self.name, shown, port)
-
-
-def _server(app: Starlette, settings: Settings, port: int, name: str) -> uvicorn.Server:
-    config = uvicorn.Config(
-        app,
-        host=settings.server_hostname,
-        port=port,
-        http=listeners.http_protocol(settings.http_read_timeout),
-        log_config=None,
-        access_log=False,
-        lifespan="on",
-        timeout_graceful_shutdown=10,
-    )
-    return _Server(config, name)
 
 
 def _is_loopback(host: str) -> bool:
@@ -151,6 +89,8 @@ async def run(settings: Settings) -> int:
     except ConfigError as exc:
         raise StartupError(f"--mqtt-config-file {settings.mqtt_config_file}: {exc}") from None
     _check_auth(settings)
+    if not 1 <= settings.http_workers <= 64:
+        raise StartupError(f"--http-workers {settings.http_workers}: expected 1 to 64 processes")
     sockets = _claim_ports(settings)
     try:
         return await _start(settings, broker_config, sockets)
@@ -171,7 +111,8 @@ async def _start(
         try:
             if settings.auto_migrate or pg is not None:
                 await asyncio.to_thread(migrate.apply, url)
-            database = store_db.database(url, max_size=settings.db_max_open_connections)
+            own_pool, _ = workers.pool_sizes(settings.db_max_open_connections, settings.http_workers)
+            database = store_db.database(url, max_size=own_pool)
             await database.connect()
         except ValueError as exc:
             raise StartupError(str(exc)) from None
@@ -225,7 +166,7 @@ async def _run(
                 raise StartupError(f"cannot serve gRPC on port {settings.grpc_server_bindport}: {exc}") from None
             log.info("gRPC CloudEventService listening on %s:%d", settings.server_hostname, port)
         async with _transport(settings, database, url, registry, broker_config, crashed) as transport:
-            return await _serve(settings, database, transport, registry, feed, sockets, crashed)
+            return await _serve(settings, database, url, transport, registry, feed, sockets, crashed)
     finally:
         if grpc_server is not None:
             await grpc_server.stop(grace=5)
@@ -279,25 +220,33 @@ async def _transport(
 async def _serve(
     settings: Settings,
     database: databases.Database,
+    url: str,
     transport: Transport,
     registry: instances.Registry,
     feed: watch.StatusFeed,
     sockets: dict[str, socket.socket],
     crashed: tasks.Crashed,
 ) -> int:
+    pool: workers.Workers | None = None
+    if settings.http_workers > 1:
+        _, pool_size = workers.pool_sizes(settings.db_max_open_connections, settings.http_workers)
+        pool = workers.Workers(settings, url, sockets["REST"], pool_size)
+
     async def ready() -> bool:
-        if crashed:
+        if crashed or (pool is not None and not pool.ready):
             return False
         async with store_db.connection(database) as conn:
             db_ok = bool(await conn.fetchval("SELECT true"))
         return db_ok and transport.connected and registry.registered.is_set()
 
     apps = {
-        "REST": (app_mod.create_app(settings, database=database, feed=feed), settings.http_server_bindport),
         "health": (health.health_app(ready), settings.health_check_server_bindport),
         "metrics": (health.metrics_app(), settings.metrics_server_bindport),
     }
-    servers = {name: _server(app, settings, port, name) for name, (app, port) in apps.items()}
+    if pool is None:
+        rest = app_mod.create_app(settings, database=database, feed=feed)
+        apps = {"REST": (rest, settings.http_server_bindport), **apps}
+    servers = {name: workers.server(app, settings, port, name) for name, (app, port) in apps.items()}
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -311,13 +260,19 @@ async def _serve(
     ]
     stopper = asyncio.create_task(stop.wait(), name="stop-signal")
     broken = asyncio.create_task(crashed.wait(), name="essential-task-ended")
-    await asyncio.wait([stopper, broken], return_when=asyncio.FIRST_COMPLETED)
-    failed = list(crashed.names)
-    crashed.closing = True
-    for s in servers.values():
-        s.should_exit = True
-    await asyncio.gather(*serving, return_exceptions=True)
-    await tasks.stop([stopper, broken], timeout=1)
+    try:
+        if pool is not None:
+            await pool.start(crashed)
+        await asyncio.wait([stopper, broken], return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        failed = list(crashed.names)
+        crashed.closing = True
+        if pool is not None:
+            await pool.stop()
+        for s in servers.values():
+            s.should_exit = True
+        await asyncio.gather(*serving, return_exceptions=True)
+        await tasks.stop([stopper, broken], timeout=1)
     if failed:
         log.error("stopping: essential task(s) ended: %s", ", ".join(failed))
         return 1

@@ -33,6 +33,11 @@ class Settings:
     health_check_server_bindport: int = opt(8083, "health check port (/healthcheck, /livez)")
     metrics_server_bindport: int = opt(8080, "Prometheus metrics port (/metrics)")
     http_max_body_bytes: int = opt(4 * 1024 * 1024, "largest accepted REST request body, in bytes")
+    http_workers: int = opt(
+        1,
+        "processes serving the REST port (they share its socket; the first process keeps dispatch, gRPC, health and"
+        " metrics): one per core beyond the first that PostgreSQL does not need",
+    )
     http_read_timeout: float = opt(
         5.0, "seconds an HTTP client has to send a request's headers, and a REST client again its body (then 408)"
     )
