@@ -25,8 +25,6 @@ from tests.fixtures.mosquitto import MosquittoServer, MQTTNames
 from tests.integration.client_support import NGINX, hub_process
 from tests.integration.dispatch_support import HubProcess, eventually, simulated_agent
 
-pytestmark = pytest.mark.timeout(120)
-
 ACCESS = re.compile(r"server\.http\.access: (\S+) (\S+) (\d+) .* worker=(\d+) pid=(\d+)$", re.MULTILINE)
 
 
