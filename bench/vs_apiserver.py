@@ -130,8 +130,8 @@ class Side:
     base: str
     create_path: str
     body: Callable[[str], dict[str, Any]]
-    server_cpu: Callable[[], float]
-    """CPU seconds so far of the server's processes."""
+    processes: Callable[[], dict[str, float]]
+    """CPU seconds so far of each of the server's processes."""
     verify: ssl.SSLContext | bool = True
     headers: dict[str, str] = dataclasses.field(default_factory=dict)
 
@@ -140,6 +140,9 @@ class Side:
         return httpx.AsyncClient(
             base_url=self.base, limits=limits, timeout=120, verify=self.verify, headers=self.headers
         )
+
+    def server_cpu(self) -> float:
+        return sum(self.processes().values())
 
 
 def bundle_body(name: str) -> dict[str, Any]:
@@ -226,6 +229,7 @@ class Tally:
     first_error: str = ""
     client_cpu: float = 0.0
     server_cpu: float = 0.0
+    by_process: dict[str, float] = dataclasses.field(default_factory=dict)
     latencies: list[float] = dataclasses.field(default_factory=list)
 
 
@@ -248,11 +252,13 @@ async def create_round(side: Side, clients: list[httpx.AsyncClient], names: list
                 tally.errors += 1
                 tally.first_error = tally.first_error or why
 
-    start, client_cpu, server_cpu = time.perf_counter(), time.process_time(), side.server_cpu()
+    start, client_cpu, processes = time.perf_counter(), time.process_time(), side.processes()
     await asyncio.gather(*(worker(c) for c in clients))
     tally.elapsed += time.perf_counter() - start
     tally.client_cpu += time.process_time() - client_cpu
-    tally.server_cpu += side.server_cpu() - server_cpu
+    for name, cpu in side.processes().items():
+        tally.by_process[name] = tally.by_process.get(name, 0.0) + cpu - processes[name]
+    tally.server_cpu = sum(tally.by_process.values())
 
 
 async def create_level(sides: list[Side], *, concurrency: int, works: int, rounds: int, tag: str) -> list[Tally]:
@@ -284,9 +290,10 @@ class Listing:
     following: Callable[[dict[str, Any], dict[str, str | int]], dict[str, str | int] | None]
 
 
-async def list_all(client: httpx.AsyncClient, listing: Listing) -> tuple[float, int, int]:
-    """Seconds spent in requests (send to last body byte; decoding pages is not timed), items, bytes."""
-    spent, items, size = 0.0, 0, 0
+async def list_all(client: httpx.AsyncClient, listing: Listing) -> tuple[float, int, int, int]:
+    """Seconds spent in requests (send to last body byte; decoding pages is not timed), items, bytes of JSON and
+    bytes on the wire (less when the server compressed: httpx asks for gzip, as client-go does)."""
+    spent, items, size, wire = 0.0, 0, 0, 0
     params: dict[str, str | int] | None = listing.first
     while params is not None:
         start = time.perf_counter()
@@ -297,8 +304,9 @@ async def list_all(client: httpx.AsyncClient, listing: Listing) -> tuple[float, 
         page = json.loads(body)
         items += len(page["items"])
         size += len(body)
+        wire += response.num_bytes_downloaded
         params = listing.following(page, params)
-    return spent, items, size
+    return spent, items, size, wire
 
 
 def our_listings(side: Side, total: int, cursor: bool) -> list[Listing]:
@@ -343,13 +351,14 @@ class ListResult:
     server_cpu: float
     items: int
     size: int
+    wire: int
 
 
 async def measure_lists(pairs: list[tuple[Listing, Listing]], *, repeats: int) -> list[tuple[ListResult, ...]]:
     """Every listing ``repeats`` times, the two of a pair one after the other (alternating who goes first)."""
     out = []
     for pair in pairs:
-        runs: list[list[tuple[float, float, int, int]]] = [[] for _ in pair]
+        runs: list[list[tuple[float, float, int, int, int]]] = [[] for _ in pair]
         async with contextlib.AsyncExitStack() as stack:
             clients = [await stack.enter_async_context(lst.side.client()) for lst in pair]
             for lst, client in zip(pair, clients, strict=True):  # warm: connection, caches
@@ -357,8 +366,8 @@ async def measure_lists(pairs: list[tuple[Listing, Listing]], *, repeats: int) -
             for r in range(repeats):
                 for i in range(len(pair)) if r % 2 == 0 else reversed(range(len(pair))):
                     cpu = pair[i].side.server_cpu()
-                    spent, items, size = await list_all(clients[i], pair[i])
-                    runs[i].append((spent, pair[i].side.server_cpu() - cpu, items, size))
+                    spent, items, size, wire = await list_all(clients[i], pair[i])
+                    runs[i].append((spent, pair[i].side.server_cpu() - cpu, items, size, wire))
         out.append(
             tuple(
                 ListResult(
@@ -367,6 +376,7 @@ async def measure_lists(pairs: list[tuple[Listing, Listing]], *, repeats: int) -
                     server_cpu=statistics.median(r[1] for r in rs),
                     items=rs[-1][2],
                     size=rs[-1][3],
+                    wire=rs[-1][4],
                 )
                 for lst, rs in zip(pair, runs, strict=True)
             )
@@ -436,7 +446,7 @@ def environment(hub_args: list[str]) -> Iterator[tuple[Side, Side, Callable[[], 
             base=f"http://127.0.0.1:{ports.rest}",
             create_path=BUNDLES_PATH,
             body=bundle_body,
-            server_cpu=lambda: cpu_seconds(hub.pid) + family_cpu(postmaster),
+            processes=lambda: {"hub": cpu_seconds(hub.pid), "PostgreSQL": family_cpu(postmaster)},
         )
         plane = ControlPlane(build_binaries().bin_dir)
         stack.callback(plane.stop)
@@ -448,7 +458,7 @@ def environment(hub_args: list[str]) -> Iterator[tuple[Side, Side, Callable[[], 
             base=plane.server,
             create_path=WORKS_PATH,
             body=manifestwork_body,
-            server_cpu=lambda: cpu_seconds(pids["kube-apiserver"]) + cpu_seconds(pids["etcd"]),
+            processes=lambda: {name: cpu_seconds(pids[name]) for name in ("kube-apiserver", "etcd")},
             verify=verify,
             headers=headers,
         )
@@ -497,18 +507,23 @@ def print_creates(levels: list[tuple[int, list[Tally]]], args: argparse.Namespac
         for name, t in (("ours", o), ("kube", k)):
             if t.errors:
                 print(f"     first error ({name}): {t.first_error}")
+    print("server CPU ms/create by process:")
+    for concurrency, tallies in levels:
+        parts = (", ".join(f"{n} {per_create(cpu, t):.2f}" for n, cpu in t.by_process.items()) for t in tallies)
+        print(f"{concurrency:>4}  {' | '.join(parts)}")
 
 
 def print_lists(lists: list[tuple[ListResult, ...]], *, expected: int, repeats: int) -> None:
     print(f"\nlists of all {expected} works per side, median of {repeats}; time from request to last byte")
     print(
-        f"{'ours':<34} {'kube':<34} {'ours ms':>8} {'kube ms':>8} {'ours/kube':>9}  {'MB o/k':>11}"
-        f"  {'server CPU ms o/k':>17}"
+        f"{'ours':<34} {'kube':<34} {'ours ms':>8} {'kube ms':>8} {'ours/kube':>9}  {'JSON MB o/k':>11}"
+        f"  {'wire MB o/k':>11}  {'server CPU ms o/k':>17}"
     )
     for o, k in lists:
         print(
             f"{o.label:<34} {k.label:<34} {o.seconds * 1000:>8.0f} {k.seconds * 1000:>8.0f}"
             f" {ratio(o.seconds, k.seconds):>9}  {f'{o.size / 1e6:.1f} / {k.size / 1e6:.1f}':>11}"
+            f"  {f'{o.wire / 1e6:.1f} / {k.wire / 1e6:.1f}':>11}"
             f"  {f'{o.server_cpu * 1000:.0f} / {k.server_cpu * 1000:.0f}':>17}"
         )
         for lst in (o, k):
