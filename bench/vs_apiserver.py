@@ -318,11 +318,11 @@ def our_listings(side: Side, total: int, cursor: bool) -> list[Listing]:
         return {"page": number + 1, "size": PAGE} if number * PAGE < page["total"] else None
 
     paged = (
-        Listing(f"pages of {PAGE} (?after= cursor)", side, {"after": "", "size": PAGE}, by_cursor)
+        Listing(f"?after= cursor, size {PAGE}", side, {"after": "", "size": PAGE}, by_cursor)
         if cursor
-        else Listing(f"pages of {PAGE} (page/size)", side, {"page": 1, "size": PAGE}, by_page)
+        else Listing(f"page/size {PAGE}", side, {"page": 1, "size": PAGE}, by_page)
     )
-    return [Listing("one request (?size=N)", side, {"size": total}, lambda page, params: None), paged]
+    return [Listing("?size=N", side, {"size": total}, lambda page, params: None), paged]
 
 
 def apiserver_listings(side: Side) -> list[Listing]:
@@ -331,8 +331,8 @@ def apiserver_listings(side: Side) -> list[Listing]:
         return {"limit": PAGE, "continue": token} if token else None
 
     return [
-        Listing("one request (no limit)", side, {}, lambda page, params: None),
-        Listing(f"pages of {PAGE} (limit/continue)", side, {"limit": PAGE}, by_continue),
+        Listing("no limit", side, {}, lambda page, params: None),
+        Listing(f"limit {PAGE} + continue", side, {"limit": PAGE}, by_continue),
     ]
 
 
@@ -486,12 +486,13 @@ def per_create(cpu: float, t: Tally) -> float:
 
 def print_creates(levels: list[tuple[int, list[Tally]]], args: argparse.Namespace) -> None:
     print(
-        f"\ncreates: {args.works} works per side per concurrency, {args.rounds} interleaved rounds each; "
-        "ours = resource-bundle on our hub (+ PostgreSQL), kube = ManifestWork on kube-apiserver (+ etcd)"
+        f"\ncreates: {args.works} works per side per concurrency, {args.rounds} interleaved rounds each\n"
+        "ours = resource-bundle on our hub (+ PostgreSQL), kube = ManifestWork on kube-apiserver (+ etcd); CPU in ms"
+        " per create"
     )
     print(
         f"{'conc':>4} {'ours/s':>7} {'kube/s':>7} {'ours/kube':>9}  {'ours p50/p99 ms':>15}  {'kube p50/p99 ms':>15}"
-        f"  {'errors o/k':>10}  {'server CPU ms/create o/k':>24}  {'client CPU ms/create o/k':>24}"
+        f"  {'errors o/k':>10}  {'server CPU o/k':>14}  {'client CPU o/k':>14}"
     )
     for concurrency, (o, k) in levels:
         lat = []
@@ -502,12 +503,12 @@ def print_creates(levels: list[tuple[int, list[Tally]]], args: argparse.Namespac
         client = f"{per_create(o.client_cpu, o):.2f} / {per_create(k.client_cpu, k):.2f}"
         print(
             f"{concurrency:>4} {rate(o):>7.0f} {rate(k):>7.0f} {ratio(rate(o), rate(k)):>9}  {lat[0]:>15}  {lat[1]:>15}"
-            f"  {f'{o.errors} / {k.errors}':>10}  {server:>24}  {client:>24}"
+            f"  {f'{o.errors} / {k.errors}':>10}  {server:>14}  {client:>14}"
         )
         for name, t in (("ours", o), ("kube", k)):
             if t.errors:
                 print(f"     first error ({name}): {t.first_error}")
-    print("server CPU ms/create by process:")
+    print("server CPU per create by process:")
     for concurrency, tallies in levels:
         parts = (", ".join(f"{n} {per_create(cpu, t):.2f}" for n, cpu in t.by_process.items()) for t in tallies)
         print(f"{concurrency:>4}  {' | '.join(parts)}")
@@ -516,12 +517,12 @@ def print_creates(levels: list[tuple[int, list[Tally]]], args: argparse.Namespac
 def print_lists(lists: list[tuple[ListResult, ...]], *, expected: int, repeats: int) -> None:
     print(f"\nlists of all {expected} works per side, median of {repeats}; time from request to last byte")
     print(
-        f"{'ours':<34} {'kube':<34} {'ours ms':>8} {'kube ms':>8} {'ours/kube':>9}  {'JSON MB o/k':>11}"
+        f"{'ours | kube':<38} {'ours ms':>8} {'kube ms':>8} {'ours/kube':>9}  {'JSON MB o/k':>11}"
         f"  {'wire MB o/k':>11}  {'server CPU ms o/k':>17}"
     )
     for o, k in lists:
         print(
-            f"{o.label:<34} {k.label:<34} {o.seconds * 1000:>8.0f} {k.seconds * 1000:>8.0f}"
+            f"{o.label + ' | ' + k.label:<38} {o.seconds * 1000:>8.0f} {k.seconds * 1000:>8.0f}"
             f" {ratio(o.seconds, k.seconds):>9}  {f'{o.size / 1e6:.1f} / {k.size / 1e6:.1f}':>11}"
             f"  {f'{o.wire / 1e6:.1f} / {k.wire / 1e6:.1f}':>11}"
             f"  {f'{o.server_cpu * 1000:.0f} / {k.server_cpu * 1000:.0f}':>17}"
