@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+import uuid
 from collections.abc import Mapping
 from typing import Any
 
@@ -52,7 +53,8 @@ def _apply_bundle(rest: Rest, bundle: documents.Bundle, *, quiet: bool) -> dict[
         body["metadata"] = bundle.metadata
     found = rest.get(BUNDLE.path, {"search": f"name = {objects.quote(bundle.name)}", "size": 1}).get("items") or []
     if not found:
-        return _report(BUNDLE, rest.post(BUNDLE.path, body), "created", quiet=quiet)
+        created = rest.post(BUNDLE.path, {"id": str(uuid.uuid4()), **body}, idempotent=True)
+        return _report(BUNDLE, created, "created", quiet=quiet)
     current = found[0]
     _check_target(BUNDLE, current, bundle.consumer)
     updated = rest.put(f"{BUNDLE.path}/{current['id']}", {**body, "version": current["version"]})
@@ -83,10 +85,11 @@ def _apply_resource(rest: Rest, resource: documents.Resource, *, quiet: bool) ->
             f"{render.manifest_ref(resource.manifest)}: name the one to update with name: in the file"
         )
     if not found:
-        body = {"consumer_name": resource.consumer, **changes}
+        # NB: the id is ours, so a create resent after a dropped connection cannot make a second resource.
+        body = {"id": str(uuid.uuid4()), "consumer_name": resource.consumer, **changes}
         if resource.name:
             body["name"] = resource.name
-        return _report(RESOURCE, rest.post(RESOURCE.path, body), "created", quiet=quiet)
+        return _report(RESOURCE, rest.post(RESOURCE.path, body, idempotent=True), "created", quiet=quiet)
     current = found[0]
     _check_target(RESOURCE, current, resource.consumer)
     updated = rest.patch(f"{RESOURCE.path}/{current['id']}", {**changes, "version": current["version"]})

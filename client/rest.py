@@ -6,8 +6,9 @@ keep-alive connection is reused across the requests of a command (``--wait`` pol
 
 Every failure becomes an error of :mod:`client.errors`: the hub's error body (``{kind: "Error", reason, code,
 …}``, reference §1.4) becomes :class:`APIError` with its ``reason``; anything without an answer becomes
-:class:`UnreachableError`. Idempotent requests (GET, DELETE) are retried once on a fresh connection when a
-reused keep-alive connection turns out to have been closed by the hub.
+:class:`UnreachableError`. Idempotent requests (GET, DELETE, and a create that names its own ``id``: the hub
+answers a repeat with the resource the first one made) are retried once on a fresh connection when a reused
+keep-alive connection turns out to have been closed by the hub.
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ API_PATH: Final = "/api/maestro/v1"
 DEFAULT_URL: Final = "http://127.0.0.1:8000"
 _RETRYABLE: Final = frozenset({"GET", "DELETE"})
 _BODY_SNIPPET: Final = 200
+#: Parameters sent even when empty (other empty ones are left out): an empty ``after`` starts a cursor walk.
+_KEEP_EMPTY: Final = frozenset({"after"})
 
 
 class Rest:
@@ -64,8 +67,9 @@ class Rest:
     def get(self, path: str, params: Mapping[str, object] | None = None, *, timeout: float | None = None) -> Any:
         return self.request("GET", path, params=params, timeout=timeout)
 
-    def post(self, path: str, body: object) -> Any:
-        return self.request("POST", path, body=body)
+    def post(self, path: str, body: object, *, idempotent: bool = False) -> Any:
+        """``idempotent``: the body names its ``id``, so sending it again cannot make a second resource."""
+        return self.request("POST", path, body=body, idempotent=idempotent)
 
     def put(self, path: str, body: object) -> Any:
         return self.request("PUT", path, body=body)
@@ -84,6 +88,7 @@ class Rest:
         params: Mapping[str, object] | None = None,
         body: object = None,
         timeout: float | None = None,
+        idempotent: bool = False,
     ) -> Any:
         """Send one request and return the decoded JSON body (``None`` for an empty one, e.g. 204)."""
         target = self._target(path, params)
@@ -102,7 +107,7 @@ class Rest:
             except (OSError, http.client.HTTPException) as exc:
                 self.close()
                 stale = isinstance(exc, http.client.RemoteDisconnected | ConnectionResetError | BrokenPipeError)
-                if attempt == 1 and reused and stale and method in _RETRYABLE:
+                if attempt == 1 and reused and stale and (method in _RETRYABLE or idempotent):
                     continue
                 raise self._unreachable(exc, timeout) from None
             if response.will_close:
@@ -111,15 +116,26 @@ class Rest:
         raise AssertionError("unreachable")  # pragma: no cover
 
     def pages(self, path: str, params: Mapping[str, object] | None = None, *, size: int = 400) -> Iterator[Any]:
-        """Every item of a list endpoint, page after page (upstream's Go client keeps pages at 400 or less)."""
+        """Every item of a list endpoint, page after page (upstream's Go client keeps pages at 400 or less).
+
+        Walks the hub's keyset cursor (``after`` / ``next``: each page costs the same at any depth, and rows
+        created or deleted meanwhile move no other row); a hub that answers without ``next`` (upstream's) is paged
+        by number."""
+        body = self.get(path, {**(params or {}), "after": "", "size": size})
+        if "next" in body:
+            while True:
+                yield from body.get("items") or []
+                if not body.get("next"):
+                    return
+                body = self.get(path, {**(params or {}), "after": body["next"], "size": size})
         page = 1
         while True:
-            body = self.get(path, {**(params or {}), "page": page, "size": size})
             items = body.get("items") or []
             yield from items
             if len(items) < size or page * size >= int(body.get("total") or 0):
                 return
             page += 1
+            body = self.get(path, {**(params or {}), "page": page, "size": size})
 
     # --- streams
     # ---------------------------------------------------------------------------------------------
@@ -159,7 +175,7 @@ class Rest:
 
     def _target(self, path: str, params: Mapping[str, object] | None) -> str:
         target = self._base + "/" + path.lstrip("/")
-        query = {k: str(v) for k, v in (params or {}).items() if v is not None and v != ""}
+        query = {k: str(v) for k, v in (params or {}).items() if v is not None and (v != "" or k in _KEEP_EMPTY)}
         return f"{target}?{urllib.parse.urlencode(query)}" if query else target
 
     def _connection(self, timeout: float | None) -> http.client.HTTPConnection:
