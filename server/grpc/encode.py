@@ -103,6 +103,7 @@ def from_log(event: StatusEvent, *, origin: str) -> CloudEvent:
         spec=event.spec,
         origin=origin,
         cursor=str(event.cursor),
+        created_at=event.resource_created_at,
     )
 
 

@@ -36,6 +36,7 @@ class StatusEvent:
     status: dict[str, Any] | None
     spec: dict[str, Any] | None
     created_at: datetime
+    resource_created_at: datetime | None = None  # the resource's, while it exists (the work's creationTimestamp)
 
 
 class StatusFeed:
@@ -105,6 +106,7 @@ async def read(
                 status=r["status"],
                 spec=spec,
                 created_at=r["created_at"],
+                resource_created_at=row.created_at if row else None,
             )
         )
     return out, cursor

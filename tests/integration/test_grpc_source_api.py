@@ -167,6 +167,7 @@ async def test_subscribe_streams_status_and_resumes_from_cursor(
     assert data["manifestBundle"]["manifests"] == [NGINX]  # cache-less sources rebuild the work from the event
     meta = json.loads(first.get_extension("metadata"))  # NB: the work's ObjectMeta, as agents receive it
     assert (meta["name"], meta["uid"], meta["generation"], meta["resourceVersion"]) == (rid, rid, 1, "1")
+    assert meta["creationTimestamp"].endswith("Z")  # the live resource's, as sdk-go's source codec writes it
     cursor = first.get_extension("maestrocursor")
     stream.cancel()
 
