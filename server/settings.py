@@ -76,6 +76,10 @@ class Settings:
     undelivered_resource_threshold: float = opt(600.0, "seconds without status before a spec is re-published")
     stale_delete_event_threshold: float = opt(3600.0, "seconds before an unacknowledged delete is retired")
     dispatch_poll_interval: float = opt(5.0, "seconds between dispatcher sweeps when no NOTIFY arrives")
+    dispatch_coalesce: float = opt(
+        0.02,
+        "least seconds between dispatcher sweeps: writes within it are published together (0: a sweep per NOTIFY)",
+    )
     dispatch_concurrency: int = opt(4, "consumers the dispatcher publishes to at the same time")
     delete_republish_interval: float = opt(60.0, "seconds between re-publishes of an unconfirmed delete")
     maintenance_interval: float = opt(120.0, "seconds between repair rounds (undelivered, deletes, retention)")

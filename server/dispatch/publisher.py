@@ -3,11 +3,13 @@
 How it runs (one lifespan-owned :meth:`Dispatcher.run`):
 
 * A LISTEN task sets ``wake`` on every NOTIFY on ``events``; a sweep task waits for ``wake`` (or, while the
-  LISTEN is down, at most ``poll_interval``), reads the pending events grouped per resource
-  (:func:`server.store.outbox.pending`, capped per consumer) and queues the resources that are neither queued nor
-  in flight. An event that arrives for a
-  queued resource joins it (the state is read at publish time, so it is covered); one for a resource in flight
-  stays pending and is picked up by the sweep that follows the flight.
+  LISTEN is down, at most ``poll_interval``) and sweeps at most once per ``coalesce`` seconds: a wake after a
+  quiet spell sweeps at once, a wake within ``coalesce`` of the last sweep waits out the rest of that window, so
+  a burst of writes goes out in a few rounds of many resources rather than a round per NOTIFY. A sweep reads
+  the pending events grouped per resource (:func:`server.store.outbox.pending`, capped per consumer) and queues
+  the resources that are neither queued nor in flight. An event that arrives for a queued resource joins it
+  (the state is read at publish time, so it is covered); one for a resource in flight stays pending and is
+  picked up by the sweep that follows the flight.
 * Work is queued **per consumer** and ``concurrency`` workers serve the consumers round robin, at most one batch
   per consumer at a time, so thousands of deletes on one consumer delay another consumer's create by one batch
   at most.
@@ -92,6 +94,7 @@ class Dispatcher:
         backoff_min: float = 0.5,
         backoff_max: float = 30.0,
         owns: Callable[[str], bool] | None = None,
+        coalesce: float = 0.02,
     ) -> None:
         self.database = database
         self.owns = owns
@@ -101,6 +104,8 @@ class Dispatcher:
         self.source_id = source_id
         self.source_events = source_events
         self.poll_interval = poll_interval
+        self.coalesce = max(0.0, coalesce)
+        """The least time between two sweeps: the most a write waits for its round while writes keep coming."""
         self.concurrency = max(1, concurrency)
         self.batch_size = max(1, batch_size)
         self.per_consumer_scan = max(1, per_consumer_scan)
@@ -113,6 +118,8 @@ class Dispatcher:
         self._inflight: set[str] = set()
         self._rescan = False
         self.sweeps = 0
+        self.deferred = 0
+        """Sweeps that waited out the rest of a ``coalesce`` window (the others ran as soon as woken)."""
         self.listening = False
         """Whether our LISTEN is up: every spec event write notifies, so the sweeper then waits without a poll."""
 
@@ -138,11 +145,17 @@ class Dispatcher:
 
     async def _sweeper(self) -> None:
         failures = 0
+        last = -self.coalesce
         while True:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(None if self.listening else self.poll_interval):
                     await self.wake.wait()
+            window = last + self.coalesce - time.monotonic()
+            if window > 0:
+                self.deferred += 1
+                await asyncio.sleep(window)  # NB: the NOTIFYs of this window join this one sweep.
             self.wake.clear()
+            last = time.monotonic()
             try:
                 await self.sweep()
                 failures = 0

@@ -128,6 +128,7 @@ class Transport:
             source_events=source_events,
             poll_interval=self.settings.dispatch_poll_interval,
             concurrency=self.settings.dispatch_concurrency,
+            coalesce=self.settings.dispatch_coalesce,
             owns=owns,
         )
         status = ingest.Ingest(
