@@ -122,25 +122,19 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _migration(settings: settings_mod.Settings) -> int:
     from server import dsn, embedded, migrate
 
-    pg = None
-    url = settings.db_url
-    if not url:
-        pg = embedded.EmbeddedPostgres(embedded.data_dir(settings.data_dir))
-        url = pg.start()
-    try:
-        count = migrate.apply(url)
-    except Exception as exc:
-        print(f"maestro migration: failed on {dsn.redact(url)}: {exc}", file=sys.stderr)
-        return 1
-    finally:
-        if pg is not None:
-            pg.stop()
+    with embedded.database_url(settings.db_url, settings.data_dir) as url:
+        try:
+            count = migrate.apply(url)
+        except Exception as exc:
+            print(f"maestro migration: failed on {dsn.redact(url)}: {exc}", file=sys.stderr)
+            return 1
     print(f"applied {count} migration(s); the schema is up to date")
     return 0
 
 
 def _rebuild(settings: settings_mod.Settings, *, apply: bool) -> int:
     import asyncio
+    import collections
 
     from server import dsn, embedded
     from server.services import rebuild
@@ -154,24 +148,15 @@ def _rebuild(settings: settings_mod.Settings, *, apply: bool) -> int:
         finally:
             await database.disconnect()
 
-    pg = None
-    url = settings.db_url
-    if not url:
-        pg = embedded.EmbeddedPostgres(embedded.data_dir(settings.data_dir))
-        url = pg.start()
-    try:
-        outcome = asyncio.run(run(url))
-    except Exception as exc:
-        print(f"maestro admin rebuild: failed on {dsn.redact(url)}: {exc}", file=sys.stderr)
-        return 1
-    finally:
-        if pg is not None:
-            pg.stop()
+    with embedded.database_url(settings.db_url, settings.data_dir) as url:
+        try:
+            outcome = asyncio.run(run(url))
+        except Exception as exc:
+            print(f"maestro admin rebuild: failed on {dsn.redact(url)}: {exc}", file=sys.stderr)
+            return 1
     for difference in outcome.differences:
         print(rebuild.describe(difference))
-    counts: dict[str, int] = {}
-    for difference in outcome.differences:
-        counts[difference.verdict] = counts.get(difference.verdict, 0) + 1
+    counts = collections.Counter(difference.verdict for difference in outcome.differences)
     found = ", ".join(f"{n} {verdict}" for verdict, n in sorted(counts.items())) or "none"
     if outcome.applied is None:
         print(f"differences between the resources table and the event logs: {found}")

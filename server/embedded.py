@@ -93,3 +93,17 @@ class EmbeddedPostgres:
             with _quiet(f"stopping PostgreSQL in {self.pgdata}"):
                 self._server.cleanup()
             self._server = None
+
+
+@contextlib.contextmanager
+def database_url(url: str | None, directory: str | None) -> Iterator[str]:
+    """``url``, or (when empty) the URL of the embedded PostgreSQL in ``directory`` (``--data-dir``), running for
+    the block: what the one-shot commands (``migration``, ``admin rebuild``) connect to."""
+    if url:
+        yield url
+        return
+    pg = EmbeddedPostgres(data_dir(directory))
+    try:
+        yield pg.start()
+    finally:
+        pg.stop()

@@ -9,13 +9,14 @@ which Kubernetes and Prometheus call every few seconds: those are DEBUG.
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Sequence
 from typing import Any
 from urllib.parse import quote
 
 from starlette.routing import BaseRoute, Match, Mount, Route
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from server.http.middleware import observe
 
 log = logging.getLogger("server.http.access")
 
@@ -60,26 +61,19 @@ class AccessLog:
         if not log.isEnabledFor(level):
             await self.app(scope, receive, send)
             return
-        start = time.perf_counter()
-        status = [500]
 
-        async def record(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                status[0] = message["status"]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, record)
-        finally:
-            elapsed = round((time.perf_counter() - start) * 1000, 1)
+        def done(status: int, seconds: float) -> None:
+            elapsed = round(seconds * 1000, 1)
             method, path, op = scope["method"], _template(scope), scope.get("operation_id", "-")
             log.log(
                 level,
                 "%s %s %d %.1fms op=%s",
                 method,
                 path,
-                status[0],
+                status,
                 elapsed,
                 op,
-                extra={"method": method, "path": path, "status": status[0], "duration_ms": elapsed, "operation_id": op},
+                extra={"method": method, "path": path, "status": status, "duration_ms": elapsed, "operation_id": op},
             )
+
+        await observe(self.app, scope, receive, send, done)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any, Final
 from urllib.parse import urlsplit
 
@@ -62,24 +63,35 @@ class Metrics:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        start = time.perf_counter()
-        status = [500]
 
-        async def record(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                status[0] = message["status"]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, record)
-        finally:
+        def done(status: int, seconds: float) -> None:
             # NB: only a matched Route names a template; a Mount alone (a path under it that matched nothing)
             # would read as its prefix twice, and raw paths would make the label set unbounded.
             route: Any = scope.get("route")
             template = scope.get("root_path", "") + route.path if isinstance(route, Route) else "unmatched"
-            labels = (scope["method"], template, str(status[0]))
+            labels = (scope["method"], template, str(status))
             REQUESTS.labels(*labels).inc()
-            LATENCY.labels(*labels).observe(time.perf_counter() - start)
+            LATENCY.labels(*labels).observe(seconds)
+
+        await observe(self.app, scope, receive, send, done)
+
+
+async def observe(app: ASGIApp, scope: Scope, receive: Receive, send: Send, done: Callable[[int, float], None]) -> None:
+    """Serve one request with ``app``, then call ``done(status, seconds)``, also when ``app`` raised (status 500
+    when no response had started): what the request metrics and the access log both record."""
+    start = time.perf_counter()
+    status = 500
+
+    async def record(message: Message) -> None:
+        nonlocal status
+        if message["type"] == "http.response.start":
+            status = message["status"]
+        await send(message)
+
+    try:
+        await app(scope, receive, record)
+    finally:
+        done(status, time.perf_counter() - start)
 
 
 class RelativeRedirects:

@@ -1,5 +1,5 @@
 """``maestro admin rebuild``: compare the ``resources`` table with what the event logs say, and optionally make it
-so (see :mod:`server.store.projection` for how the logs are read)."""
+so (see :mod:`server.store.replay` for how the logs are read)."""
 
 from __future__ import annotations
 
@@ -7,13 +7,13 @@ from dataclasses import dataclass
 
 import databases
 
-from server.store import projection
+from server.store import replay
 from server.store.db import transaction
 
 
 @dataclass(frozen=True)
 class Outcome:
-    differences: list[projection.Difference]
+    differences: list[replay.Difference]
     applied: dict[str, int] | None
     """What ``--apply`` changed (rows inserted, updated, deleted); None for a dry run."""
 
@@ -22,16 +22,16 @@ async def rebuild(db: databases.Database, *, apply: bool) -> Outcome:
     """Dry run: every difference, read in one snapshot. Apply: the same, under a lock that holds writers, then
     the table rebuilt in the same transaction (a concurrent write waits, and lands on the rebuilt row)."""
     async with transaction(db) as conn:
-        await projection.tune(conn)
+        await replay.tune(conn)
         if not apply:
-            return Outcome(await projection.compare(conn), None)
-        await projection.lock(conn)
-        differences = await projection.compare(conn)
-        changed = await projection.apply(conn, differences)
+            return Outcome(await replay.compare(conn), None)
+        await replay.lock(conn)
+        differences = await replay.compare(conn)
+        changed = await replay.apply(conn, differences)
     return Outcome(differences, changed)
 
 
-def describe(difference: projection.Difference) -> str:
+def describe(difference: replay.Difference) -> str:
     """One line for an operator."""
     d = difference
     if d.verdict == "missing":

@@ -17,7 +17,7 @@ from protocol import sequence
 from server.errors import ServiceError
 from server.services import consumers, rebuild, resources, status
 from server.services.status import Rejected, StatusReport
-from server.store import maintenance, projection
+from server.store import maintenance, replay
 from server.store.db import connection, transaction
 
 pytestmark = pytest.mark.timeout(30)
@@ -173,7 +173,7 @@ async def test_rebuild_reports_every_difference_and_apply_restores_what_the_logs
     assert found == {
         (changed["id"], "differs", ("version", "payload")),
         (with_status["id"], "differs", ("status",)),
-        (dropped["id"], "missing", tuple(projection.FIELDS)),
+        (dropped["id"], "missing", tuple(replay.FIELDS)),
         (gone, "deleted", ()),
         ("unlogged", "unlogged", ()),
     }
