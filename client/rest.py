@@ -8,7 +8,9 @@ Every failure becomes an error of :mod:`client.errors`: the hub's error body (``
 …}``, reference §1.4) becomes :class:`APIError` with its ``reason``; anything without an answer becomes
 :class:`UnreachableError`. Idempotent requests (GET, DELETE, and a create that names its own ``id``: the hub
 answers a repeat with the resource the first one made) are retried once on a fresh connection when a reused
-keep-alive connection turns out to have been closed by the hub.
+keep-alive connection turns out to have been closed by the hub, and again while the hub answers 503 (its database
+is unavailable, e.g. during a failover), after the ``Retry-After`` it names, for up to ``unavailable_patience``
+seconds in all.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import http.client
 import json
 import socket
 import ssl
+import time
 import urllib.parse
 from collections.abc import Generator, Iterator, Mapping
 from typing import Any, Final
@@ -26,6 +29,8 @@ from client.errors import APIError, UnreachableError
 API_PATH: Final = "/api/maestro/v1"
 DEFAULT_URL: Final = "http://127.0.0.1:8000"
 _RETRYABLE: Final = frozenset({"GET", "DELETE"})
+#: The longest single wait on a 503's ``Retry-After`` (a proxy may name minutes; the patience bounds the total).
+_MAX_RETRY_AFTER: Final = 5.0
 _BODY_SNIPPET: Final = 200
 #: Parameters sent even when empty (other empty ones are left out): an empty ``after`` starts a cursor walk.
 _KEEP_EMPTY: Final = frozenset({"after"})
@@ -41,12 +46,14 @@ class Rest:
         token: str | None = None,
         timeout: float = 30.0,
         insecure: bool = False,
+        unavailable_patience: float = 30.0,
     ) -> None:
         parts = urllib.parse.urlsplit(url if "://" in url else f"http://{url}")
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise UnreachableError(f"--rest-url {url!r} is not an http:// or https:// URL")
         self.url = url
         self.timeout = timeout
+        self.unavailable_patience = unavailable_patience
         self._https = parts.scheme == "https"
         self._host = parts.hostname
         try:
@@ -97,6 +104,28 @@ class Rest:
         if body is not None:
             data = json.dumps(body, separators=(",", ":")).encode("utf-8")
             headers["Content-Type"] = "application/json"
+        resendable = method in _RETRYABLE or idempotent
+        waited = 0.0
+        while True:
+            response, raw = self._exchange(method, target, data, headers, timeout, resendable=resendable)
+            if response.status == 503 and resendable and waited < self.unavailable_patience:
+                delay = min(_retry_after(response), _MAX_RETRY_AFTER, self.unavailable_patience - waited)
+                time.sleep(delay)
+                waited += max(delay, 0.1)  # NB: a hub that says "retry now" still ends the patience
+                continue
+            return _decode(response.status, response.reason, raw)
+
+    def _exchange(
+        self,
+        method: str,
+        target: str,
+        data: bytes | None,
+        headers: dict[str, str],
+        timeout: float | None,
+        *,
+        resendable: bool,
+    ) -> tuple[http.client.HTTPResponse, bytes]:
+        """One request and its answer; resent once on a fresh connection if a reused one was closed under it."""
         for attempt in (1, 2):
             reused = self._conn is not None
             conn = self._connection(timeout)
@@ -107,12 +136,12 @@ class Rest:
             except (OSError, http.client.HTTPException) as exc:
                 self.close()
                 stale = isinstance(exc, http.client.RemoteDisconnected | ConnectionResetError | BrokenPipeError)
-                if attempt == 1 and reused and stale and (method in _RETRYABLE or idempotent):
+                if attempt == 1 and reused and stale and resendable:
                     continue
                 raise self._unreachable(exc, timeout) from None
             if response.will_close:
                 self.close()
-            return _decode(response.status, response.reason, raw)
+            return response, raw
         raise AssertionError("unreachable")  # pragma: no cover
 
     def pages(self, path: str, params: Mapping[str, object] | None = None, *, size: int = 400) -> Iterator[Any]:
@@ -205,6 +234,14 @@ class Rest:
             return UnreachableError(f"TLS with {where} failed: {exc.reason or exc}")
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc) or type(exc).__name__
         return UnreachableError(f"cannot reach {where}: {reason}")
+
+
+def _retry_after(response: http.client.HTTPResponse) -> float:
+    """The seconds a 503 asks to wait (1 when it names none, or an HTTP date, which the hub never sends)."""
+    try:
+        return max(0.0, float(response.getheader("Retry-After") or 1))
+    except ValueError:
+        return 1.0
 
 
 def _decode(status: int, phrase: str, raw: bytes) -> Any:

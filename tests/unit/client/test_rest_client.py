@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 
-from client.errors import UnreachableError
+from client.errors import APIError, UnreachableError
 from client.rest import Rest
 
-Handler = Callable[[str, str, dict[str, str], bytes], tuple[int, object] | None]
+Handler = Callable[[str, str, dict[str, str], bytes], tuple[int, object] | tuple[int, object, dict[str, str]] | None]
 
 
 @pytest.fixture
@@ -38,15 +38,17 @@ def hub() -> Iterator[tuple[Rest, list[tuple[str, str, dict[str, str], bytes]], 
             if answer is None:
                 self.close_connection = True  # NB: the request was read; no response, as a hub that died would
                 return
-            status, payload = answer
+            status, payload, *extra = answer
             data = json.dumps(payload).encode()
             self.send_response(status)
+            for name, value in (extra[0] if extra else {}).items():
+                self.send_header(name, value)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(data)))
             self.end_headers()
             self.wfile.write(data)
 
-        do_GET = do_POST = _serve
+        do_GET = do_POST = do_PUT = _serve
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Scripted)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
@@ -123,3 +125,52 @@ def test_a_create_without_its_own_id_is_not_resent(hub: Any) -> None:
     with pytest.raises(UnreachableError):
         rest.post("/resources", {"consumer_name": "cluster1"})
     assert [m for m, _, _, _ in seen] == ["GET", "POST"]
+
+
+UNAVAILABLE = {"kind": "Error", "code": "maestro-9", "reason": "The database is unavailable; retry later"}
+
+
+def _unavailable_first(times: int) -> Handler:
+    """503 with ``Retry-After: 0`` for the first ``times`` requests, as the hub answers while PostgreSQL is away."""
+    count = 0
+
+    def answer(method: str, path: str, query: dict[str, str], body: bytes) -> tuple[int, object, dict[str, str]]:
+        nonlocal count
+        count += 1
+        if count <= times:
+            return 503, UNAVAILABLE, {"Retry-After": "0"}
+        return 200, {"kind": "Resource", "id": "r1"}, {}
+
+    return answer
+
+
+def test_a_get_waits_out_an_unavailable_database(hub: Any) -> None:
+    rest, seen, script = hub
+    script.append(_unavailable_first(3))
+    assert rest.get("/resources/r1") == {"kind": "Resource", "id": "r1"}
+    assert len(seen) == 4
+
+
+def test_a_create_naming_its_id_waits_out_an_unavailable_database(hub: Any) -> None:
+    rest, seen, script = hub
+    script.append(_unavailable_first(1))
+    assert rest.post("/resources", {"id": "r1"}, idempotent=True) == {"kind": "Resource", "id": "r1"}
+    assert [m for m, _, _, _ in seen] == ["POST", "POST"]
+
+
+def test_an_update_is_not_resent_on_503(hub: Any) -> None:
+    rest, seen, script = hub
+    script.append(_unavailable_first(1))
+    with pytest.raises(APIError, match="database is unavailable") as caught:
+        rest.put("/resources/r1", {"version": 1})
+    assert caught.value.status == 503
+    assert len(seen) == 1
+
+
+def test_the_patience_ends_with_the_hubs_reason(hub: Any) -> None:
+    rest, seen, script = hub
+    rest.unavailable_patience = 0.3
+    script.append(_unavailable_first(1000))
+    with pytest.raises(APIError, match="database is unavailable"):
+        rest.get("/resources/r1")
+    assert 2 <= len(seen) <= 5
