@@ -47,8 +47,14 @@ async def init_connection(conn: asyncpg.Connection) -> None:
 
 
 def database(url: str, *, max_size: int = 50) -> databases.Database:
-    """A pool for ``url`` (not yet connected)."""
-    return databases.Database(dsn.for_databases(url), min_size=1, max_size=max_size, init=init_connection)
+    """A pool for ``url`` (not yet connected).
+
+    NB: ``databases`` hands asyncpg only the URL's host, port, user, password and database, so ``sslmode``,
+    ``sslrootcert`` and the other libpq parameters would be dropped (an unverified TLS attempt that falls back to
+    plain text); asyncpg reads them from the whole URL given as ``dsn``."""
+    return databases.Database(
+        dsn.for_databases(url), min_size=1, max_size=max_size, init=init_connection, dsn=dsn.plain(url)
+    )
 
 
 @asynccontextmanager
