@@ -98,6 +98,8 @@ class GRPCSettings:
         "YAML mapping of subject (JWT sub or certificate CN) to the source ids it may publish and subscribe for"
         " ('*': any); without it a subject may act only for the source id equal to its name",
     )
+    grpc_heartbeat_interval: float = 10.0
+    """Seconds between heartbeats on an idle gRPC subscription stream."""
 
 
 @dataclass(frozen=True)

@@ -75,7 +75,7 @@ async def start(
 ) -> tuple[grpc.aio.Server, int]:
     """Start serving; returns the server and the bound port. ValueError for bad settings, BindError."""
     creds = credentials(settings)
-    service = CloudEventService(db, feed, origin=settings.transport.source_id, guard=guard(settings))
+    service = CloudEventService(db, feed, settings, guard=guard(settings))
     server = grpc.aio.server(options=OPTIONS)
     pb_grpc.add_CloudEventServiceServicer_to_server(service, server)  # type: ignore[no-untyped-call]
     address = f"{settings.http.server_hostname}:{settings.grpc.grpc_server_bindport if port is None else port}"
