@@ -80,8 +80,11 @@ class TransportSettings:
         512 * 1024, "largest MQTT message handled; resync payloads are batched below it (Azure Event Grid: 512 KiB)"
     )
     heartbeat_interval: float = opt(15.0, "seconds between server instance heartbeats")
-    mqtt_reconnect: Backoff = field(default=Backoff(min=1.0, max=60.0))
-    """Delays between attempts to reach the MQTT broker, first and after a lost link."""
+    mqtt_reconnect: Backoff = opt(  # noqa: RUF009 - a Backoff is frozen
+        Backoff(min=1.0, max=60.0),
+        "MIN,MAX seconds between attempts to reach the MQTT broker (doubling from MIN, jittered), first and after a"
+        " lost link",
+    )
 
 
 @dataclass(frozen=True)
@@ -242,6 +245,30 @@ def _kind(area: str, name: str) -> Any:
     return get_type_hints(_AREAS[area])[name]
 
 
+def _parse_backoff(text: str) -> Backoff:
+    """``MIN,MAX`` in seconds, e.g. ``1,60``."""
+    parts = text.split(",")
+    if len(parts) != 2:
+        raise ValueError(f"expected MIN,MAX in seconds, got {text!r}")
+    try:
+        low, high = (float(part) for part in parts)
+    except ValueError:
+        raise ValueError(f"expected MIN,MAX in seconds, got {text!r}") from None
+    return Backoff(min=low, max=high)
+
+
+def _flag_backoff(text: str) -> Backoff:
+    try:
+        return _parse_backoff(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _shown(value: Any) -> str:
+    """A default as --help shows it (a backoff as its flag's MIN,MAX)."""
+    return f"{value.min:g},{value.max:g}" if isinstance(value, Backoff) else repr(value)
+
+
 def _parse_bool(text: str) -> bool:
     lowered = text.strip().lower()
     if lowered in {"1", "true", "yes", "on"}:
@@ -261,14 +288,17 @@ def add_arguments(parser: argparse.ArgumentParser, *, only: set[str] | None = No
             groups[area] = parser.add_argument_group(TITLES[area])
         group = groups[area]
         names = [flag_name(f), *f.metadata.get("aliases", ())]
-        helptext = f"{f.metadata['help']} (env {env_name(f)}; default {f.default!r})"
+        helptext = f"{f.metadata['help']} (env {env_name(f)}; default {_shown(f.default)})"
         kind = _kind(area, f.name)
         if kind is bool:
             group.add_argument(*names, dest=f.name, action=argparse.BooleanOptionalAction, default=None, help=helptext)
             continue
         choices = get_args(kind) if getattr(kind, "__origin__", None) is Literal else None
-        conv: Any = int if kind is int else float if kind is float else str
-        group.add_argument(*names, dest=f.name, type=conv, choices=choices, default=None, help=helptext)
+        conv: Any = {int: int, float: float, Backoff: _flag_backoff}.get(kind, str)
+        metavar = "MIN,MAX" if kind is Backoff else None
+        group.add_argument(
+            *names, dest=f.name, type=conv, choices=choices, metavar=metavar, default=None, help=helptext
+        )
 
 
 def from_sources(args: argparse.Namespace | None = None, environ: dict[str, str] | None = None) -> Settings:
@@ -291,6 +321,8 @@ def from_sources(args: argparse.Namespace | None = None, environ: dict[str, str]
                 values[f.name] = int(raw)
             elif kind is float:
                 values[f.name] = float(raw)
+            elif kind is Backoff:
+                values[f.name] = _parse_backoff(raw)
             else:
                 choices = get_args(kind) if getattr(kind, "__origin__", None) is Literal else None
                 if choices and raw not in choices:

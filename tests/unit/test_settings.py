@@ -177,7 +177,10 @@ def test_every_flag_env_default_and_help_of_the_flat_settings_is_kept() -> None:
     now = [
         ((flag_name(f), *f.metadata["aliases"]), env_name(f), f.default, f.metadata["help"]) for _, f in flag_fields()
     ]
-    assert sorted(now) == sorted(BEFORE_NESTING)
+    assert [entry for entry in BEFORE_NESTING if entry not in now] == []
+    assert [entry[:3] for entry in now if entry not in BEFORE_NESTING] == [
+        (("--mqtt-reconnect",), "MAESTRO_MQTT_RECONNECT", Backoff(min=1.0, max=60.0))
+    ]
 
 
 def test_a_flag_and_an_environment_variable_set_the_field_of_their_area() -> None:
@@ -202,12 +205,31 @@ def test_a_bad_environment_value_is_refused_naming_the_variable() -> None:
         from_sources(None, {"MAESTRO_HTTP_WORKERS": "many"})
 
 
-def test_a_bad_flag_value_exits_2_naming_the_flag() -> None:
+@pytest.mark.parametrize(
+    ("flag", "value", "why"),
+    [
+        ("--dispatch-poll-interval", "soon", "invalid float value"),
+        ("--mqtt-reconnect", "5", "expected MIN,MAX in seconds"),
+        ("--mqtt-reconnect", "60,1", "backoff maximum 1.0 is below its minimum 60.0"),
+        ("--mqtt-reconnect", "0,1", "backoff minimum must be positive"),
+    ],
+)
+def test_a_bad_flag_value_exits_2_naming_the_flag(flag: str, value: str, why: str) -> None:
     err = io.StringIO()
     with contextlib.redirect_stderr(err), pytest.raises(SystemExit) as exited:
-        cli.main(["server", "--dispatch-poll-interval", "soon"])
+        cli.main(["server", flag, value])
     assert exited.value.code == 2
-    assert "--dispatch-poll-interval" in err.getvalue()
+    assert f"argument {flag}: {why}" in err.getvalue()
+
+
+def test_a_backoff_flag_and_its_environment_twin_take_min_comma_max() -> None:
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    flagged = from_sources(parser.parse_args(["--mqtt-reconnect", "0.5,10"]), {})
+    assert flagged.transport.mqtt_reconnect == Backoff(min=0.5, max=10.0)
+    assert from_sources(None, {"MAESTRO_MQTT_RECONNECT": "2,30"}).transport.mqtt_reconnect == Backoff(min=2, max=30)
+    with pytest.raises(ValueError, match="MAESTRO_MQTT_RECONNECT='2'"):
+        from_sources(None, {"MAESTRO_MQTT_RECONNECT": "2"})
 
 
 def test_server_help_groups_the_flags_per_area() -> None:
