@@ -251,7 +251,7 @@ async def bench_history(admin: str, *, versions: int, rounds: int, page_size: in
         for statement in BULK.split(";"):
             if statement.strip():
                 conn.execute(statement, params if "%(" in statement else None)  # type: ignore[arg-type]
-    app = create_app(Settings(db_url=url, disable_auth=True), database=db)
+    app = create_app(Settings.of(db_url=url, disable_auth=True), database=db)
     timings: list[float] = []
     cpu_times: list[float] = []
     single: list[float] = []

@@ -35,6 +35,7 @@ from protocol import events, sequence, types  # noqa: E402
 from server.dispatch.ingest import Ingest  # noqa: E402
 from server.dispatch.maintenance import Maintenance  # noqa: E402
 from server.services import consumers, resources  # noqa: E402
+from server.settings import MaintenanceSettings, Settings  # noqa: E402
 from server.store import db as store_db  # noqa: E402
 
 SEQ = sequence.SequenceGenerator()
@@ -82,7 +83,7 @@ async def run(url: str, *, count: int, concurrency: int) -> None:
             (await resources.create_single(db, {"consumer_name": CONSUMER, "manifest": NGINX}, source="maestro")).row.id
             for _ in range(count)
         ]
-        ingest = Ingest(db, publisher=None, source_id="maestro", source_events="")  # type: ignore[arg-type]
+        ingest = Ingest(db, None, Settings(), source_events="")  # type: ignore[arg-type]
 
         async def report(rid: str, condition: str) -> None:
             await ingest.store_status(ingest.decode_status(CONSUMER, status_event(rid, condition)))
@@ -94,7 +95,7 @@ async def run(url: str, *, count: int, concurrency: int) -> None:
         await timed("agent deletes", confirmed, lambda rid: report(rid, "Deleted"), concurrency)
         async with store_db.transaction(db) as conn:
             await conn.execute("UPDATE resources SET deleted_at = deleted_at - interval '2 hours'")
-        repairs = Maintenance(db, stale_delete_threshold=3600, page_size=count)
+        repairs = Maintenance(db, MaintenanceSettings(stale_delete_event_threshold=3600, maintenance_page_size=count))
         started = time.perf_counter()
         assert await repairs.retire_stale_deletes() == len(retired)
         line("retired deletes", len(retired), time.perf_counter() - started)

@@ -25,6 +25,7 @@ import uuid
 from client import event_lines
 from client.errors import CLIError
 from protocol import cloudevents_mqtt, mqtt, mqtt_config, topics
+from protocol.backoff import Backoff
 from protocol.errors import ConfigError, ConnectError, ProtocolError, SubscribeError
 
 
@@ -62,7 +63,7 @@ async def _watch(config: mqtt_config.MQTTConfig, filters: list[str], *, output: 
         client_id=f"maestro-watch-{uuid.uuid4().hex[:12]}",
         subscriptions=filters,
         first_connect_timeout=connect_timeout,
-        reconnect_max=10.0,
+        reconnect=Backoff(min=1.0, max=10.0),
     )
     adapter_log = logging.getLogger(mqtt.__name__)
     attempts = _LastWarning()

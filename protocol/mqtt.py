@@ -212,6 +212,10 @@ def _first(value: object, default: int) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) else default
 
 
+RECONNECT = Backoff(min=1.0, max=60.0)
+"""Delays between attempts to (re)connect, unless a broker is given others."""
+
+
 class Broker:
     """An MQTT connection that stays up: use as ``async with Broker(config, client_id=...) as broker:``.
 
@@ -228,8 +232,7 @@ class Broker:
         inbox_size: int = 100,
         publish_timeout: float | None = None,
         first_connect_timeout: float | None = None,
-        reconnect_min: float = 1.0,
-        reconnect_max: float = 60.0,
+        reconnect: Backoff = RECONNECT,
         max_message_size: int | None = None,
     ) -> None:
         self.config = config
@@ -238,7 +241,7 @@ class Broker:
         self._inbox_size = max(1, inbox_size)
         self._publish_timeout = publish_timeout if publish_timeout is not None else config.dial_timeout
         self._first_connect_timeout = first_connect_timeout or config.dial_timeout
-        self._backoff = Backoff(min=reconnect_min, max=max(reconnect_min, reconnect_max))
+        self._backoff = reconnect
         self._max_message_size = max_message_size
         self._ssl = config.ssl_context()
         self._window = Window(config.max_inflight)

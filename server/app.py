@@ -33,9 +33,9 @@ def create_app(
         if database is not None:
             yield {"database": database, "settings": settings, "feed": feed}
             return
-        if not settings.db_url:
-            raise RuntimeError("create_app needs settings.db_url or a database")
-        owned = store_db.database(settings.db_url, max_size=settings.db_max_open_connections)
+        if not settings.database.db_url:
+            raise RuntimeError("create_app needs settings.database.db_url or a database")
+        owned = store_db.database(settings.database.db_url, max_size=settings.database.db_max_open_connections)
         await owned.connect()
         try:
             yield {"database": owned, "settings": settings, "feed": feed}
@@ -50,7 +50,7 @@ def create_app(
     ]
     if (verifier := auth.verifier(settings)) is not None:
         stack.append(Middleware(middleware.Authentication, verifier=verifier))
-    elif settings.disable_auth:
+    elif settings.auth.disable_auth:
         log.warning("REST authentication is off (--disable-auth): anyone who reaches the REST port reads and writes")
     else:
         log.warning("REST authentication is off: no --jwk-cert-file or --jwk-cert-url is configured")

@@ -40,10 +40,10 @@ def verifier(settings: Settings) -> Verifier | None:
     if not settings.auth_enabled:
         return None
     return Verifier(
-        jwks_file=settings.jwk_cert_file,
-        jwks_url=settings.jwk_cert_url,
-        issuer=settings.jwt_issuer,
-        audience=settings.jwt_audience,
+        jwks_file=settings.auth.jwk_cert_file,
+        jwks_url=settings.auth.jwk_cert_url,
+        issuer=settings.auth.jwt_issuer,
+        audience=settings.auth.jwt_audience,
     )
 
 

@@ -35,7 +35,9 @@ def _parser(plugins: dict[str, metadata.EntryPoint], *, describe: bool) -> argpa
     )
     parser.add_argument("--version", action="version", version=f"maestro {_version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    server = sub.add_parser("server", help="run the hub: REST, gRPC, dispatch and status ingest")
+    server = sub.add_parser(
+        "server", help="run the hub: REST, gRPC, dispatch and status ingest", usage="%(prog)s [OPTIONS]"
+    )
     settings_mod.add_arguments(server)
     sub.add_parser("agent", help="run an agent (see: maestro agent --help)", add_help=False)
     migration = sub.add_parser("migration", help="apply database migrations (idempotent)")
@@ -101,7 +103,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as exc:
         print(f"maestro: {exc}", file=sys.stderr)
         return 2
-    logging_setup.configure(settings.log_level, settings.log_format, replica=settings.client_id)
+    logging_setup.configure(
+        settings.logging.log_level, settings.logging.log_format, replica=settings.transport.client_id
+    )
     if args.command == "migration":
         return _migration(settings)
     if args.command == "admin":
@@ -122,7 +126,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _migration(settings: settings_mod.Settings) -> int:
     from server import dsn, embedded, migrate
 
-    with embedded.database_url(settings.db_url, settings.data_dir) as url:
+    with embedded.database_url(settings.database.db_url, settings.database.data_dir) as url:
         try:
             count = migrate.apply(url)
         except Exception as exc:
@@ -148,7 +152,7 @@ def _rebuild(settings: settings_mod.Settings, *, apply: bool) -> int:
         finally:
             await database.disconnect()
 
-    with embedded.database_url(settings.db_url, settings.data_dir) as url:
+    with embedded.database_url(settings.database.db_url, settings.database.data_dir) as url:
         try:
             outcome = asyncio.run(run(url))
         except Exception as exc:
@@ -174,12 +178,12 @@ def _agent_config(settings: settings_mod.Settings, consumer: str) -> int:
     if not validation.is_dns1123_label(consumer):
         print(f"maestro agent-config: {consumer!r} is not a valid consumer name (a DNS-1123 label)", file=sys.stderr)
         return 2
-    users = broker_users.Users(embedded_mqtt.users_dir(embedded.data_dir(settings.data_dir)))
+    users = broker_users.Users(embedded_mqtt.users_dir(embedded.data_dir(settings.database.data_dir)))
     name, password = users.new_agent(consumer)
-    topics = f"sources/{settings.source_id}/consumers/{consumer}"
+    topics = f"sources/{settings.transport.source_id}/consumers/{consumer}"
     print(
         f"# broker config of {consumer}'s agent for the embedded broker (the password is shown only now)\n"
-        f"brokerHost: 127.0.0.1:{settings.embedded_mqtt_port}\n"
+        f"brokerHost: 127.0.0.1:{settings.transport.embedded_mqtt_port}\n"
         f"username: {name}\n"
         f"password: {password}\n"
         "protocolVersion: 3\n"

@@ -45,12 +45,12 @@ def _is_loopback(host: str) -> bool:
 def _check_auth(settings: Settings) -> None:
     """Refuse to serve a network address without authentication, unless --disable-auth says so; check the gRPC
     security flags before anything starts."""
-    if not settings.disable_auth and not settings.auth_enabled and not _is_loopback(settings.server_hostname):
+    if not settings.auth.disable_auth and not settings.auth_enabled and not _is_loopback(settings.http.server_hostname):
         raise StartupError(
-            f"no authentication is configured for {settings.server_hostname}: pass --jwk-cert-file or"
+            f"no authentication is configured for {settings.http.server_hostname}: pass --jwk-cert-file or"
             " --jwk-cert-url (bearer JWTs on REST and gRPC), or --disable-auth to serve it to anyone"
         )
-    if not settings.enable_grpc_server:
+    if not settings.grpc.enable_grpc_server:
         return
     try:
         grpc_server_mod.credentials(settings)
@@ -64,18 +64,18 @@ def _check_auth(settings: Settings) -> None:
 
 def _claim_ports(settings: Settings) -> dict[str, socket.socket]:
     """Bind the HTTP listeners and check the gRPC port is free, before anything else starts."""
-    host = settings.server_hostname
+    host = settings.http.server_hostname
     wanted = {
-        "REST": settings.http_server_bindport,
-        "health": settings.health_check_server_bindport,
-        "metrics": settings.metrics_server_bindport,
+        "REST": settings.http.http_server_bindport,
+        "health": settings.http.health_check_server_bindport,
+        "metrics": settings.http.metrics_server_bindport,
     }
     taken: dict[str, socket.socket] = {}
     try:
         for name, port in wanted.items():
             taken[name] = listeners.bind(host, port, name)
-        if settings.enable_grpc_server:
-            listeners.probe(host, settings.grpc_server_bindport, "gRPC")
+        if settings.grpc.enable_grpc_server:
+            listeners.probe(host, settings.grpc.grpc_server_bindport, "gRPC")
     except listeners.ListenError as exc:
         for sock in taken.values():
             sock.close()
@@ -85,12 +85,14 @@ def _claim_ports(settings: Settings) -> dict[str, socket.socket]:
 
 async def run(settings: Settings) -> int:
     try:
-        broker_config = mqtt_config.load(settings.mqtt_config_file) if settings.mqtt_config_file else None
+        broker_config = (
+            mqtt_config.load(settings.transport.mqtt_config_file) if settings.transport.mqtt_config_file else None
+        )
     except ConfigError as exc:
-        raise StartupError(f"--mqtt-config-file {settings.mqtt_config_file}: {exc}") from None
+        raise StartupError(f"--mqtt-config-file {settings.transport.mqtt_config_file}: {exc}") from None
     _check_auth(settings)
-    if not 1 <= settings.http_workers <= 64:
-        raise StartupError(f"--http-workers {settings.http_workers}: expected 1 to 64 processes")
+    if not 1 <= settings.http.http_workers <= 64:
+        raise StartupError(f"--http-workers {settings.http.http_workers}: expected 1 to 64 processes")
     sockets = _claim_ports(settings)
     try:
         return await _start(settings, broker_config, sockets)
@@ -103,15 +105,15 @@ async def _start(
     settings: Settings, broker_config: mqtt_config.MQTTConfig | None, sockets: dict[str, socket.socket]
 ) -> int:
     pg = None
-    url = settings.db_url
+    url = settings.database.db_url
     if not url:
-        pg = embedded.EmbeddedPostgres(embedded.data_dir(settings.data_dir))
+        pg = embedded.EmbeddedPostgres(embedded.data_dir(settings.database.data_dir))
         url = await asyncio.to_thread(pg.start)
     try:
         try:
-            if settings.auto_migrate or pg is not None:
+            if settings.database.auto_migrate or pg is not None:
                 await asyncio.to_thread(migrate.apply, url)
-            own_pool, _ = workers.pool_sizes(settings.db_max_open_connections, settings.http_workers)
+            own_pool, _ = workers.pool_sizes(settings.database.db_max_open_connections, settings.http.http_workers)
             database = store_db.database(url, max_size=own_pool)
             await database.connect()
         except ValueError as exc:
@@ -136,35 +138,35 @@ async def _run(
 ) -> int:
     """The background services as guarded tasks around the listeners; everything stops together, and the end of
     an essential one (a crash) stops the process with exit status 1 instead of serving without it."""
-    registry = instances.Registry(database, settings.client_id, interval=settings.heartbeat_interval)
-    feed = watch.StatusFeed(poll_interval=settings.dispatch_poll_interval)
+    registry = instances.Registry(database, settings.transport)
+    feed = watch.StatusFeed(poll_interval=settings.dispatch.dispatch_poll_interval)
     crashed = tasks.Crashed()
-    status_listen = listen.listen(dsn.plain(url), logs.STATUS_CHANNEL, feed.wake)
+    status_listen = listen.listen(dsn.plain(url), logs.STATUS_CHANNEL, feed.wake, settings.database)
     background = [
         tasks.create_guarded_task(registry.run(), name="instance-registry", crashed=crashed),
         tasks.create_guarded_task(feed.run(), name="status-feed", crashed=crashed),
         tasks.create_guarded_task(status_listen, name="status-listen", crashed=crashed),
     ]
-    if settings.log_summary_interval > 0:
+    if settings.logging.log_summary_interval > 0:
         background.append(
-            tasks.create_guarded_task(summary.run(settings.log_summary_interval), name="activity-summary")
+            tasks.create_guarded_task(summary.run(settings.logging.log_summary_interval), name="activity-summary")
         )
     grpc_server = None
     try:
-        if settings.enable_grpc_server:
+        if settings.grpc.enable_grpc_server:
             try:
                 grpc_server, port = await grpc_server_mod.start(settings, database, feed)
             except grpc_server_mod.BindError:
                 # NB: the port was free a moment ago (_claim_ports); say why it is not now.
                 try:
-                    listeners.probe(settings.server_hostname, settings.grpc_server_bindport, "gRPC")
+                    listeners.probe(settings.http.server_hostname, settings.grpc.grpc_server_bindport, "gRPC")
                 except listeners.ListenError as exc:
                     raise StartupError(str(exc)) from None
-                where = f"{settings.server_hostname}:{settings.grpc_server_bindport}"
+                where = f"{settings.http.server_hostname}:{settings.grpc.grpc_server_bindport}"
                 raise StartupError(f"cannot listen on {where} (gRPC)") from None
             except (OSError, ValueError) as exc:
-                raise StartupError(f"cannot serve gRPC on port {settings.grpc_server_bindport}: {exc}") from None
-            log.info("gRPC CloudEventService listening on %s:%d", settings.server_hostname, port)
+                raise StartupError(f"cannot serve gRPC on port {settings.grpc.grpc_server_bindport}: {exc}") from None
+            log.info("gRPC CloudEventService listening on %s:%d", settings.http.server_hostname, port)
         async with _transport(settings, database, url, registry, broker_config, crashed) as transport:
             return await _serve(settings, database, url, transport, registry, feed, sockets, crashed)
     finally:
@@ -186,16 +188,16 @@ async def _transport(
     broker: embedded_mqtt.EmbeddedBroker | None = None
     if config is None:
         broker = embedded_mqtt.EmbeddedBroker(
-            port=settings.embedded_mqtt_port, data_dir=embedded.data_dir(settings.data_dir)
+            port=settings.transport.embedded_mqtt_port, data_dir=embedded.data_dir(settings.database.data_dir)
         )
         try:
             await broker.start()
         except Exception as exc:  # NB: amqtt raises its own types for a busy port.
             raise StartupError(
-                f"cannot start the embedded MQTT broker on 127.0.0.1:{settings.embedded_mqtt_port} ({exc});"
+                f"cannot start the embedded MQTT broker on 127.0.0.1:{settings.transport.embedded_mqtt_port} ({exc});"
                 " pass --embedded-mqtt-port or --mqtt-config-file"
             ) from None
-        config = broker.config(settings.source_id)
+        config = broker.config(settings.transport.source_id)
         log.info(
             "embedded MQTT broker: agents log in with a user from `maestro agent-config --consumer NAME` (users in %s)",
             broker.users.path,
@@ -228,8 +230,8 @@ async def _serve(
     crashed: tasks.Crashed,
 ) -> int:
     pool: workers.Workers | None = None
-    if settings.http_workers > 1:
-        _, pool_size = workers.pool_sizes(settings.db_max_open_connections, settings.http_workers)
+    if settings.http.http_workers > 1:
+        _, pool_size = workers.pool_sizes(settings.database.db_max_open_connections, settings.http.http_workers)
         pool = workers.Workers(settings, url, sockets["REST"], pool_size)
 
     async def ready() -> bool:
@@ -240,12 +242,12 @@ async def _serve(
         return db_ok and transport.connected and registry.registered.is_set()
 
     apps = {
-        "health": (health.health_app(ready), settings.health_check_server_bindport),
-        "metrics": (health.metrics_app(), settings.metrics_server_bindport),
+        "health": (health.health_app(ready), settings.http.health_check_server_bindport),
+        "metrics": (health.metrics_app(), settings.http.metrics_server_bindport),
     }
     if pool is None:
         rest = app_mod.create_app(settings, database=database, feed=feed)
-        apps = {"REST": (rest, settings.http_server_bindport), **apps}
+        apps = {"REST": (rest, settings.http.http_server_bindport), **apps}
     servers = {name: workers.server(app, settings, port, name) for name, (app, port) in apps.items()}
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

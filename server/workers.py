@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import json
 import logging
 import os
@@ -111,9 +110,9 @@ class Server(uvicorn.Server):
 def server(app: Starlette, settings: Settings, port: int, name: str) -> Server:
     config = uvicorn.Config(
         app,
-        host=settings.server_hostname,
+        host=settings.http.server_hostname,
         port=port,
-        http=listeners.http_protocol(settings.http_read_timeout),
+        http=listeners.http_protocol(settings.http.http_read_timeout),
         log_config=None,
         access_log=False,
         lifespan="on",
@@ -142,15 +141,15 @@ class Workers:
     @property
     def ready(self) -> bool:
         """Every worker accepts connections and none has ended."""
-        return len(self.serving) == self.settings.http_workers and all(
+        return len(self.serving) == self.settings.http.http_workers and all(
             p.returncode is None for p in self.procs.values()
         )
 
     async def start(self, crashed: tasks.Crashed) -> None:
         """Spawn the workers; each is watched by an essential task whose end (the worker's) stops the hub."""
         self.sock.listen(BACKLOG)  # NB: queue connections from now on, before any worker accepts them.
-        config = dataclasses.asdict(self.settings) | {"db_url": self.url, "db_max_open_connections": self.pool_size}
-        for index in range(1, self.settings.http_workers + 1):
+        config = self.settings.replace(db_url=self.url, db_max_open_connections=self.pool_size).to_json()
+        for index in range(1, self.settings.http.http_workers + 1):
             proc = await asyncio.create_subprocess_exec(
                 sys.executable,
                 "-m",
@@ -223,19 +222,21 @@ async def _parent_gone() -> None:
 
 
 async def _serve(settings: Settings, index: int, sock: socket.socket) -> int:
-    assert settings.db_url is not None
-    database = store_db.database(settings.db_url, max_size=settings.db_max_open_connections)
+    assert settings.database.db_url is not None
+    database = store_db.database(settings.database.db_url, max_size=settings.database.db_max_open_connections)
     await database.connect()
     crashed = tasks.Crashed()
-    feed = watch.StatusFeed(poll_interval=settings.dispatch_poll_interval)
-    status_listen = listen.listen(dsn.plain(settings.db_url), logs.STATUS_CHANNEL, feed.wake)
+    feed = watch.StatusFeed(poll_interval=settings.dispatch.dispatch_poll_interval)
+    status_listen = listen.listen(
+        dsn.plain(settings.database.db_url), logs.STATUS_CHANNEL, feed.wake, settings.database
+    )
     background = [
         tasks.create_guarded_task(feed.run(), name="status-feed", crashed=crashed),
         tasks.create_guarded_task(status_listen, name="status-listen", crashed=crashed),
     ]
     try:
         app = app_mod.create_app(settings, database=database, feed=feed)
-        rest = server(app, settings, settings.http_server_bindport, f"REST worker {index}")
+        rest = server(app, settings, settings.http.http_server_bindport, f"REST worker {index}")
         serving = tasks.create_guarded_task(rest.serve(sockets=[sock]), name="uvicorn:REST", crashed=crashed)
         stop = asyncio.Event()
         asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
@@ -270,9 +271,11 @@ def main() -> int:
     if not hello:
         print("maestro REST worker: run by `maestro server --http-workers N`, not by hand", file=sys.stderr)
         return 2
-    settings = Settings(**hello["settings"])
+    settings = Settings.from_json(hello["settings"])
     index = int(hello["index"])
-    logging_setup.configure(settings.log_level, settings.log_format, replica=settings.client_id)
+    logging_setup.configure(
+        settings.logging.log_level, settings.logging.log_format, replica=settings.transport.client_id
+    )
     logging.getLogger("server.http.access").addFilter(_NameWorker(index))
     sock = socket.socket(fileno=int(hello["fd"]))
     try:

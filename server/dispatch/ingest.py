@@ -27,13 +27,13 @@ import databases
 from cloudevents.core.v1.event import CloudEvent
 
 from protocol import cloudevents_mqtt, payloads, sequence, statushash, topics, types
-from protocol.backoff import Backoff
 from protocol.errors import ProtocolError
 from protocol.mqtt import Received
 from server.dispatch import guard, metrics, resync, wire
 from server.errors import DatabaseUnavailable
 from server.services import spec_resync
 from server.services.status import Rejected, StatusReport, accept
+from server.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -48,37 +48,32 @@ class Ingest:
         self,
         database: databases.Database,
         publisher: wire.Publisher,
+        settings: Settings,
         *,
-        source_id: str,
         source_events: str,
-        max_message_size: int = cloudevents_mqtt.DEFAULT_MAX_SIZE,
-        publish_timeout: float = 30.0,
         owns: Callable[[str], bool] | None = None,
-        concurrency: int = 8,
-        hold_limit: int = 10_000,
-        retry_min: float = 0.5,
-        retry_max: float = 30.0,
     ) -> None:
         self.database = database
+        knobs = settings.dispatch
         self.held: dict[str, StatusReport] = {}
         """Statuses not stored because the database was unavailable, by resource id (the newest wins)."""
-        self.hold_limit = max(1, hold_limit)
-        self.retry = Backoff(min=retry_min, max=retry_max)
+        self.hold_limit = max(1, knobs.ingest_hold_limit)
+        self.retry = knobs.ingest_retry
         self._let_go: set[str] = set()
         """Consumers of held statuses dropped for the limit: asked for a status resync once the database is back."""
         self.held_resyncs: dict[str, CloudEvent] = {}
         """Agents' spec resync requests that arrived while the database was unavailable, by consumer (the newest)."""
         self._holding = asyncio.Event()
-        self.concurrency = max(1, concurrency)
+        self.concurrency = max(1, knobs.ingest_concurrency)
         """Messages handled at once: each status is a transaction of a few round trips, one at a time caps
         ingest at a few hundred per second. Messages of one resource stay in order (one worker per resource)."""
         self.owns = owns
         """With broadcast subscriptions every replica receives everything: only the consumer's owner handles it."""
         self.publisher = publisher
-        self.source_id = source_id
+        self.source_id = settings.transport.source_id
         self.source_events = source_events
-        self.max_message_size = max_message_size
-        self.publish_timeout = publish_timeout
+        self.max_message_size = settings.transport.mqtt_max_packet_bytes
+        self.publish_timeout = knobs.publish_timeout
 
     async def run(self, messages: Any) -> None:
         """Handle every item of the async iterator ``messages`` (e.g. ``Broker.messages()``), ``concurrency`` at

@@ -29,6 +29,7 @@ import databases
 
 from server.dispatch import metrics
 from server.errors import DatabaseUnavailable
+from server.settings import TransportSettings
 from server.store import consumers, instances
 from server.store.db import connection, transaction
 
@@ -48,10 +49,10 @@ def owner(consumer: str, members: Iterable[str]) -> str | None:
 class Registry:
     """This replica's membership: heartbeats, the live set, and what it owns."""
 
-    def __init__(self, db: databases.Database, instance_id: str, *, interval: float = 15.0) -> None:
+    def __init__(self, db: databases.Database, settings: TransportSettings) -> None:
         self.db = db
-        self.id = instance_id
-        self.interval = interval
+        self.id = settings.client_id
+        self.interval = settings.heartbeat_interval
         self.members: tuple[str, ...] = ()
         self.registered = asyncio.Event()
         self.changed = asyncio.Event()

@@ -17,7 +17,7 @@ from typing import Any
 
 import asyncpg
 
-from protocol.backoff import Backoff
+from server.settings import DatabaseSettings
 from server.store import availability
 
 log = logging.getLogger(__name__)
@@ -27,17 +27,16 @@ async def listen(
     dsn: str,
     channel: str,
     wake: asyncio.Event,
+    settings: DatabaseSettings,
     *,
-    ping_interval: float = 10.0,
-    backoff_min: float = 0.5,
-    backoff_max: float = 30.0,
     on_state: Callable[[bool], None] | None = None,
 ) -> None:
     """Run forever (until cancelled): LISTEN on ``channel`` and set ``wake`` on every notification.
 
     ``on_state(True)`` once listening, ``on_state(False)`` when that ends: while listening, a reader needs no poll.
     """
-    backoff = Backoff(min=backoff_min, max=backoff_max)
+    backoff = settings.listen_backoff
+    ping_interval = settings.listen_ping_interval
     attempt = 0
     while True:
         conn: asyncpg.Connection | None = None

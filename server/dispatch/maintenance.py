@@ -33,6 +33,7 @@ import databases
 from server.dispatch import guard, metrics
 from server.errors import DatabaseUnavailable
 from server.services import status
+from server.settings import MaintenanceSettings
 from server.store import maintenance
 from server.store.db import connection, transaction
 
@@ -43,27 +44,21 @@ class Maintenance:
     def __init__(
         self,
         database: databases.Database,
+        settings: MaintenanceSettings,
         *,
         owns: Callable[[str], bool] | None = None,
-        interval: float = 120.0,
-        undelivered_threshold: float = 600.0,
-        delete_republish_interval: float = 60.0,
-        stale_delete_threshold: float = 3600.0,
-        retention: float = 7 * 24 * 3600.0,
-        versions_kept: int = 0,
-        page_size: int = 10_000,
     ) -> None:
         self.database = database
         self.owns = owns or (lambda _: True)
-        self.interval = interval
-        self.undelivered_threshold = undelivered_threshold
-        self.delete_republish_interval = delete_republish_interval
-        self.stale_delete_threshold = stale_delete_threshold
-        self.retention = retention
-        self.versions_kept = max(0, versions_kept)
+        self.interval = settings.maintenance_interval
+        self.undelivered_threshold = settings.undelivered_resource_threshold
+        self.delete_republish_interval = settings.delete_republish_interval
+        self.stale_delete_threshold = settings.stale_delete_event_threshold
+        self.retention = settings.status_event_retention
+        self.versions_kept = max(0, settings.event_versions_kept)
         self._pruned_at: float | None = None
         """When the last compaction started (monotonic): the next caps the resources written since."""
-        self.page_size = max(1, page_size)
+        self.page_size = max(1, settings.maintenance_page_size)
         """At most this many resources of this replica's consumers are repaired per kind per round."""
 
     async def run(self) -> None:

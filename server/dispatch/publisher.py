@@ -35,10 +35,10 @@ from datetime import UTC, datetime
 import databases
 
 from protocol import types
-from protocol.backoff import Backoff
 from protocol.errors import BrokerError, MaestroProtocolException
 from server.dispatch import guard, listen, metrics, wire
 from server.errors import DatabaseUnavailable
+from server.settings import Settings
 from server.store import logs, outbox, resources
 from server.store.db import connection, transaction
 from server.store.rows import ResourceRow
@@ -82,35 +82,29 @@ class Dispatcher:
         self,
         database: databases.Database,
         publisher: wire.Publisher,
+        settings: Settings,
         *,
         dsn: str | None,
-        source_id: str,
         source_events: str,
-        poll_interval: float = 5.0,
-        concurrency: int = 4,
-        batch_size: int = 100,
-        per_consumer_scan: int = 500,
-        publish_timeout: float = 30.0,
-        backoff_min: float = 0.5,
-        backoff_max: float = 30.0,
         owns: Callable[[str], bool] | None = None,
-        coalesce: float = 0.02,
     ) -> None:
         self.database = database
+        self.settings = settings
         self.owns = owns
         """Which consumers this replica publishes for (all when None): see :mod:`server.dispatch.instances`."""
         self.publisher = publisher
         self.dsn = dsn
-        self.source_id = source_id
+        self.source_id = settings.transport.source_id
         self.source_events = source_events
-        self.poll_interval = poll_interval
-        self.coalesce = max(0.0, coalesce)
+        knobs = settings.dispatch
+        self.poll_interval = knobs.dispatch_poll_interval
+        self.coalesce = max(0.0, knobs.dispatch_coalesce)
         """The least time between two sweeps: the most a write waits for its round while writes keep coming."""
-        self.concurrency = max(1, concurrency)
-        self.batch_size = max(1, batch_size)
-        self.per_consumer_scan = max(1, per_consumer_scan)
-        self.publish_timeout = publish_timeout
-        self.backoff = Backoff(min=backoff_min, max=backoff_max)
+        self.concurrency = max(1, knobs.dispatch_concurrency)
+        self.batch_size = max(1, knobs.publish_batch_size)
+        self.per_consumer_scan = max(1, knobs.publish_scan_per_consumer)
+        self.publish_timeout = knobs.publish_timeout
+        self.backoff = knobs.publish_backoff
         self.wake = asyncio.Event()
         self._work = asyncio.Event()
         self._consumers: dict[str, _Consumer] = {}
@@ -130,7 +124,9 @@ class Dispatcher:
         async with asyncio.TaskGroup() as group:
             if self.dsn:
                 group.create_task(
-                    listen.listen(self.dsn, logs.SPEC_CHANNEL, self.wake, on_state=self._listening),
+                    listen.listen(
+                        self.dsn, logs.SPEC_CHANNEL, self.wake, self.settings.database, on_state=self._listening
+                    ),
                     name="dispatch:listen",
                 )
             group.create_task(self._sweeper(), name="dispatch:sweep")

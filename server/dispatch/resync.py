@@ -31,8 +31,8 @@ from typing import Any
 import databases
 
 from protocol import events, resync, statushash, types
-from protocol.backoff import Backoff
 from server.dispatch import guard, metrics, wire
+from server.settings import Settings
 from server.store import status
 from server.store.db import connection
 
@@ -139,24 +139,22 @@ class Resyncs:
         self,
         database: databases.Database,
         publisher: wire.Publisher,
+        settings: Settings,
         *,
-        source_id: str,
         source_events: str,
         owns: Callable[[str], bool] | None = None,
         fresh: Callable[[], Awaitable[None]] | None = None,
-        max_bytes: int = resync.DEFAULT_MAX_BYTES,
-        backoff_min: float = 1.0,
-        backoff_max: float = 60.0,
     ) -> None:
         self.database = database
         self.publisher = publisher
-        self.source_id = source_id
+        self.source_id = settings.transport.source_id
         self.source_events = source_events
         self.owns = owns
         self.fresh = fresh
         """Awaited after a link came up, before asking: until it returns, ownership may predate the link."""
-        self.max_bytes = max_bytes
-        self.backoff = Backoff(min=backoff_min, max=backoff_max)
+        self.max_bytes = max(1024, settings.transport.mqtt_max_packet_bytes - 8 * 1024)
+        """Resync payloads stay this far under the packet limit, leaving room for the event's attributes."""
+        self.backoff = settings.dispatch.resync_backoff
         self._link = False
         self._everyone = False
         self._some: set[str] = set()
@@ -225,11 +223,8 @@ async def on_connections(
     *,
     database: databases.Database,
     publisher: wire.Publisher,
-    source_id: str,
+    settings: Settings,
     source_events: str,
-    max_bytes: int = resync.DEFAULT_MAX_BYTES,
 ) -> None:
     """A resync of every consumer on every item of ``connections``, for a hub of one replica (no registry)."""
-    await Resyncs(database, publisher, source_id=source_id, source_events=source_events, max_bytes=max_bytes).serve(
-        connections
-    )
+    await Resyncs(database, publisher, settings, source_events=source_events).serve(connections)

@@ -15,7 +15,6 @@ import logging
 import databases
 
 from protocol import mqtt, topics
-from protocol.backoff import Backoff
 from protocol.errors import BrokerError
 from protocol.mqtt_config import MQTTConfig
 from server.dispatch import ingest, instances, maintenance, publisher, resync
@@ -31,7 +30,7 @@ def status_subscription(config: MQTTConfig, settings: Settings) -> str:
     configured = config.topics.agent_events
     if configured.startswith(topics.SHARE_PREFIX):
         return configured
-    if settings.subscription_type == "shared" and config.protocol_version == 5:
+    if settings.transport.subscription_type == "shared" and config.protocol_version == 5:
         return topics.shared(configured, SHARE_GROUP)
     return configured
 
@@ -45,16 +44,12 @@ class Transport:
         *,
         dsn: str | None,
         registry: instances.Registry | None = None,
-        reconnect_min: float = 1.0,
-        reconnect_max: float = 60.0,
     ) -> None:
         self.settings = settings
         self.database = database
         self.config = config
         self.dsn = dsn
         self.registry = registry
-        self.reconnect_min = reconnect_min
-        self.reconnect_max = reconnect_max
         self.broker: mqtt.Broker | None = None
         self.dispatcher: publisher.Dispatcher | None = None
         if registry is not None:
@@ -63,11 +58,6 @@ class Transport:
     @property
     def connected(self) -> bool:
         return self.broker is not None and self.broker.is_connected
-
-    @property
-    def resync_bytes(self) -> int:
-        """Resync payloads stay this far under the packet limit, leaving room for the event's attributes."""
-        return max(1024, self.settings.mqtt_max_packet_bytes - 8 * 1024)
 
     @property
     def broadcast(self) -> bool:
@@ -87,16 +77,15 @@ class Transport:
         while True:
             broker = mqtt.Broker(
                 config,
-                client_id=self.settings.client_id,
+                client_id=self.settings.transport.client_id,
                 subscriptions=[subscription],
-                reconnect_min=self.reconnect_min,
-                reconnect_max=self.reconnect_max,
+                reconnect=self.settings.transport.mqtt_reconnect,
             )
             try:
                 await broker.start()
             except BrokerError as exc:
                 attempt += 1
-                delay = Backoff(min=self.reconnect_min, max=self.reconnect_max).delay(attempt)
+                delay = self.settings.transport.mqtt_reconnect.delay(attempt)
                 log.warning(
                     "MQTT broker %s:%d unavailable (%s); retrying in %.1fs (attempt %d)",
                     self.config.host,
@@ -121,42 +110,19 @@ class Transport:
         source_events = self.config.topics.source_events
         owns = self.registry.owns if self.registry is not None else None
         self.dispatcher = publisher.Dispatcher(
-            self.database,
-            broker,
-            dsn=self.dsn,
-            source_id=self.settings.source_id,
-            source_events=source_events,
-            poll_interval=self.settings.dispatch_poll_interval,
-            concurrency=self.settings.dispatch_concurrency,
-            coalesce=self.settings.dispatch_coalesce,
-            owns=owns,
+            self.database, broker, self.settings, dsn=self.dsn, source_events=source_events, owns=owns
         )
         status = ingest.Ingest(
-            self.database,
-            broker,
-            source_id=self.settings.source_id,
-            source_events=source_events,
-            owns=owns if self.broadcast else None,
-            max_message_size=self.settings.mqtt_max_packet_bytes,
+            self.database, broker, self.settings, source_events=source_events, owns=owns if self.broadcast else None
         )
-        repairs = maintenance.Maintenance(
-            self.database,
-            owns=owns,
-            interval=self.settings.maintenance_interval,
-            undelivered_threshold=self.settings.undelivered_resource_threshold,
-            delete_republish_interval=self.settings.delete_republish_interval,
-            stale_delete_threshold=self.settings.stale_delete_event_threshold,
-            retention=self.settings.status_event_retention,
-            versions_kept=self.settings.event_versions_kept,
-        )
+        repairs = maintenance.Maintenance(self.database, self.settings.maintenance, owns=owns)
         resyncs = resync.Resyncs(
             self.database,
             broker,
-            source_id=self.settings.source_id,
+            self.settings,
             source_events=source_events,
             owns=owns,
             fresh=self.registry.fresh if self.registry is not None else None,
-            max_bytes=self.resync_bytes,
         )
         try:
             async with asyncio.TaskGroup() as group:

@@ -31,6 +31,7 @@ from protocol.grpc import cloudevent_pb2_grpc as pb_grpc
 from server import errors
 from server.grpc import access, encode
 from server.services import sources, watch
+from server.settings import Settings
 from server.store import logs, resources
 from server.store.db import connection
 
@@ -60,16 +61,15 @@ class CloudEventService(pb_grpc.CloudEventServiceServicer):
         self,
         db: databases.Database,
         feed: watch.StatusFeed,
+        settings: Settings,
         *,
-        origin: str,
         guard: access.Guard | None = None,
-        heartbeat_interval: float = 10.0,
     ) -> None:
         self.db = db
         self.feed = feed
-        self.origin = origin
+        self.origin = settings.transport.source_id
         self.guard = guard or access.Open()
-        self.heartbeat_interval = heartbeat_interval
+        self.heartbeat_interval = settings.grpc.grpc_heartbeat_interval
         self._subscribers: dict[str, set[asyncio.Queue[pb.CloudEvent]]] = {}
 
     async def Publish(self, request: pb.PublishRequest, context: grpc.aio.ServicerContext[Any, Any]) -> Any:

@@ -95,10 +95,10 @@ async def json_object(request: Request) -> dict[str, Any]:
     settings = state.settings(request)
     _check_media_type(request)
     try:
-        async with asyncio.timeout(settings.http_read_timeout):
-            raw = await _read(request, settings.http_max_body_bytes)
+        async with asyncio.timeout(settings.http.http_read_timeout):
+            raw = await _read(request, settings.http.http_max_body_bytes)
     except TimeoutError:
-        raise RequestTimeout(f"Request body was not received within {settings.http_read_timeout:g} s") from None
+        raise RequestTimeout(f"Request body was not received within {settings.http.http_read_timeout:g} s") from None
     if not raw.strip():
         raise MalformedRequest("Request body is empty: expected a JSON object")
     try:

@@ -28,7 +28,7 @@ async def list_bundles(request: Request) -> Response:
 async def create_bundle(request: Request) -> Response:
     body = await bodies.json_object(request)
     created = await resources.create_bundle(
-        state.database(request), body, source=state.settings(request).source_id, actor=state.actor(request)
+        state.database(request), body, source=state.settings(request).transport.source_id, actor=state.actor(request)
     )
     return JSONResponse(presenters.bundle(created.row), status_code=201 if created.new else 200)
 

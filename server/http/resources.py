@@ -27,7 +27,7 @@ async def list_resources(request: Request) -> Response:
 async def create_resource(request: Request) -> Response:
     body = await bodies.json_object(request)
     created = await resources.create_single(
-        state.database(request), body, source=state.settings(request).source_id, actor=state.actor(request)
+        state.database(request), body, source=state.settings(request).transport.source_id, actor=state.actor(request)
     )
     return JSONResponse(presenters.resource(created.row), status_code=201 if created.new else 200)
 

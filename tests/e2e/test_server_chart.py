@@ -258,21 +258,26 @@ def test_template_minimal(helm_bin: str, monkeypatch: pytest.MonkeyPatch) -> Non
     # The command lines as the pod runs them: the real parser accepts them and the settings are the chart's.
     env = container_env(hub, objects)
     settings = _maestro(monkeypatch, "server", container_args(hub, env), env)
-    assert settings.client_id == f"maestro-{POD}"
-    assert settings.server_hostname == "0.0.0.0"
-    assert settings.db_url == "postgresql://maestro:s3cret@db.example.com:5432/maestro"
-    assert settings.mqtt_config_file == "/secrets/mqtt/config.yaml"
+    assert settings.transport.client_id == f"maestro-{POD}"
+    assert settings.http.server_hostname == "0.0.0.0"
+    assert settings.database.db_url == "postgresql://maestro:s3cret@db.example.com:5432/maestro"
+    assert settings.transport.mqtt_config_file == "/secrets/mqtt/config.yaml"
     assert settings.auth_enabled
-    assert settings.jwk_cert_url == JWKS_URL
-    assert (settings.subscription_type, settings.source_id, settings.enable_grpc_server) == ("shared", "maestro", True)
-    assert (settings.http_server_bindport, settings.grpc_server_bindport) == (8000, 8090)
-    assert (settings.health_check_server_bindport, settings.metrics_server_bindport) == (8083, 8080)
+    assert settings.auth.jwk_cert_url == JWKS_URL
+    assert (settings.transport.subscription_type, settings.transport.source_id, settings.grpc.enable_grpc_server) == (
+        "shared",
+        "maestro",
+        True,
+    )
+    assert (settings.http.http_server_bindport, settings.grpc.grpc_server_bindport) == (8000, 8090)
+    assert (settings.http.health_check_server_bindport, settings.http.metrics_server_bindport) == (8083, 8080)
     assert not any("s3cret" in arg for arg in hub["args"])  # the URL travels in the environment only
     assert env["PGSSLMODE"] == "prefer"
     migration = migration_container(objects)
     migration_env = container_env(migration, objects)
     assert (
-        _maestro(monkeypatch, "migration", container_args(migration, migration_env), migration_env) == settings.db_url
+        _maestro(monkeypatch, "migration", container_args(migration, migration_env), migration_env)
+        == settings.database.db_url
     )
 
     # The broker config is upstream's format, and the hub's own parser accepts it.
@@ -331,22 +336,27 @@ def test_template_non_default(helm_bin: str, tmp_path: Path, monkeypatch: pytest
     hub = hub_container(objects)
     env = container_env(hub, objects)
     settings = _maestro(monkeypatch, "server", container_args(hub, env), env)
-    assert settings.subscription_type == "broadcast"
-    assert settings.source_id == "hub-a"
-    assert settings.grpc_tls_cert_file == "/secrets/grpc-tls/tls.crt"
-    assert settings.grpc_client_ca_file == "/secrets/grpc-tls/ca.crt"
-    assert settings.jwk_cert_file == "/secrets/jwks/jwks.json"
-    assert (settings.jwt_issuer, settings.jwt_audience) == ("https://issuer.example.com", "maestro")
-    assert (settings.log_format, settings.heartbeat_interval, settings.db_max_open_connections) == ("json", 5.0, 20)
+    assert settings.transport.subscription_type == "broadcast"
+    assert settings.transport.source_id == "hub-a"
+    assert settings.grpc.grpc_tls_cert_file == "/secrets/grpc-tls/tls.crt"
+    assert settings.grpc.grpc_client_ca_file == "/secrets/grpc-tls/ca.crt"
+    assert settings.auth.jwk_cert_file == "/secrets/jwks/jwks.json"
+    assert (settings.auth.jwt_issuer, settings.auth.jwt_audience) == ("https://issuer.example.com", "maestro")
+    assert (
+        settings.logging.log_format,
+        settings.transport.heartbeat_interval,
+        settings.database.db_max_open_connections,
+    ) == ("json", 5.0, 20)
     # Five fields: no credentials in the URL, libpq's variables carry them verbatim (no percent-encoding).
-    assert settings.db_url == "postgresql://db.example.com:6432/maestro_a"
+    assert settings.database.db_url == "postgresql://db.example.com:6432/maestro_a"
     assert (env["PGUSER"], env["PGPASSWORD"]) == ("hub", password)
     assert (env["PGSSLMODE"], env["PGSSLROOTCERT"]) == ("verify-full", "/secrets/db-ca/ca.crt")
     assert env["OTEL_SERVICE_NAME"] == "maestro"
     migration = migration_container(objects)
     migration_env = container_env(migration, objects)
     assert (
-        _maestro(monkeypatch, "migration", container_args(migration, migration_env), migration_env) == settings.db_url
+        _maestro(monkeypatch, "migration", container_args(migration, migration_env), migration_env)
+        == settings.database.db_url
     )
     assert migration_env["PGPASSWORD"] == password
     assert find(objects, "Secret", "rel-maestro-db")["stringData"] == {

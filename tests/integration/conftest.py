@@ -18,7 +18,7 @@ from tests.integration.dispatch_support import Hub
 
 @pytest.fixture
 def settings(db_url: str) -> Settings:
-    return Settings(db_url=db_url, disable_auth=True)
+    return Settings.of(db_url=db_url, disable_auth=True)
 
 
 @pytest.fixture

@@ -21,6 +21,7 @@ import httpx
 
 from agent.simulator import SimulatedAgent
 from protocol import mqtt, topics
+from protocol.backoff import Backoff
 from protocol.mqtt_config import MQTTConfig
 from tests.fixtures.postgres import free_port
 
@@ -29,7 +30,7 @@ def simulated_agent(
     config: MQTTConfig, *, source: str, consumer: str, client_id: str, **options: Any
 ) -> SimulatedAgent:
     """The product's simulated agent, reconnecting quickly (tests restart brokers and hubs under it)."""
-    broker_options = {"reconnect_min": 0.1, "reconnect_max": 1.0}
+    broker_options = {"reconnect": Backoff(min=0.1, max=1.0)}
     return SimulatedAgent(
         consumer=consumer, config=config, source=source, client_id=client_id, broker_options=broker_options, **options
     )
@@ -57,7 +58,16 @@ class Hub:
 
     def __init__(self, database: Any, config: MQTTConfig, *, source: str, client_id: str, dsn: str | None) -> None:
         from server.dispatch import ingest, publisher
+        from server.settings import Settings
 
+        self.settings = Settings.of(
+            source_id=source,
+            client_id=client_id,
+            mqtt_reconnect=Backoff(min=0.1, max=1.0),
+            dispatch_poll_interval=0.5,
+            publish_timeout=5.0,
+            publish_backoff=Backoff(min=0.1, max=1.0),
+        )
         self.database = database
         self.config = config
         self.source = source
@@ -67,22 +77,11 @@ class Hub:
             config,
             client_id=client_id,
             subscriptions=[topics.server_subscription(source)],
-            reconnect_min=0.1,
-            reconnect_max=1.0,
+            reconnect=self.settings.transport.mqtt_reconnect,
         )
         pattern = f"sources/{source}/consumers/+/sourceevents"
-        self.dispatcher = publisher.Dispatcher(
-            database,
-            self.broker,
-            dsn=dsn,
-            source_id=source,
-            source_events=pattern,
-            poll_interval=0.5,
-            publish_timeout=5.0,
-            backoff_min=0.1,
-            backoff_max=1.0,
-        )
-        self.ingest = ingest.Ingest(database, self.broker, source_id=source, source_events=pattern)
+        self.dispatcher = publisher.Dispatcher(database, self.broker, self.settings, dsn=dsn, source_events=pattern)
+        self.ingest = ingest.Ingest(database, self.broker, self.settings, source_events=pattern)
         self.results: list[str] = []
         self._tasks: list[asyncio.Task[None]] = []
         self.pattern = pattern
@@ -103,7 +102,7 @@ class Hub:
                     self.broker.connections(),
                     database=self.database,
                     publisher=self.broker,
-                    source_id=self.source,
+                    settings=self.settings,
                     source_events=self.pattern,
                 ),
                 name="hub:resync",

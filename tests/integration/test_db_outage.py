@@ -28,8 +28,10 @@ import psycopg
 import pytest
 
 from protocol import mqtt, payloads, topics
+from protocol.backoff import Backoff
 from server import errors, migrate
 from server.services.status import StatusReport
+from server.settings import Settings
 from server.store import db as store_db
 from tests.fixtures.mosquitto import MosquittoServer, MQTTNames
 from tests.fixtures.postgres import Cluster
@@ -276,9 +278,8 @@ async def test_a_status_held_through_an_outage_is_stored_when_the_database_is_ba
         outage_database, {"consumer_name": "c1", "manifest": configmap("a")}, source="s"
     )
     assert await resources.mark_deleting(outage_database, created.row.id)
-    hub = ingest.Ingest(
-        outage_database, _NoPublisher(), source_id="s", source_events="x", retry_min=0.05, retry_max=0.2
-    )
+    settings = Settings.of(source_id="s", ingest_retry=Backoff(min=0.05, max=0.2))
+    hub = ingest.Ingest(outage_database, _NoPublisher(), settings, source_events="x")
     report = StatusReport(
         consumer="c1",
         resource_id=created.row.id,
@@ -340,7 +341,8 @@ async def test_an_agent_spec_resync_during_an_outage_is_answered_when_the_databa
     )
     await broker.start()
     pattern = f"sources/{source}/consumers/+/sourceevents"
-    hub = ingest.Ingest(outage_database, broker, source_id=source, source_events=pattern, retry_min=0.05, retry_max=0.5)
+    settings = Settings.of(source_id=source, ingest_retry=Backoff(min=0.05, max=0.5))
+    hub = ingest.Ingest(outage_database, broker, settings, source_events=pattern)
     running = asyncio.create_task(hub.run(broker.messages()))
     config = mosquitto.config(source=source, consumer=consumer)
     agent = simulated_agent(config, source=source, consumer=consumer, client_id=mqtt_names.client_id("a"))
@@ -389,9 +391,8 @@ async def test_statuses_let_go_over_the_limit_get_their_consumer_a_status_resync
         body = {"consumer_name": name, "manifest": configmap("a")}
         rows[name] = (await resources.create_single(outage_database, body, source="s")).row
     published = _Recorder()
-    hub = ingest.Ingest(
-        outage_database, published, source_id="s", source_events="sources/s/consumers/+/sourceevents", hold_limit=1
-    )
+    settings = Settings.of(source_id="s", ingest_hold_limit=1)
+    hub = ingest.Ingest(outage_database, published, settings, source_events="sources/s/consumers/+/sourceevents")
 
     def report(consumer: str) -> StatusReport:
         return StatusReport(

@@ -9,6 +9,7 @@ import databases
 from server.dispatch import publisher
 from server.dsn import plain
 from server.services import consumers, resources
+from server.settings import Settings
 from tests.integration.dispatch_support import eventually
 from tests.integration.test_resync_batching import NGINX, Recorder
 
@@ -22,9 +23,8 @@ async def test_a_burst_is_swept_in_few_rounds_and_a_lone_write_without_waiting(
 ) -> None:
     await consumers.create(database, {"name": "c1"})
     recorder = Recorder()
-    dispatcher = publisher.Dispatcher(
-        database, recorder, dsn=plain(db_url), source_id="maestro", source_events=PATTERN, coalesce=WINDOW
-    )
+    settings = Settings.of(dispatch_coalesce=WINDOW)
+    dispatcher = publisher.Dispatcher(database, recorder, settings, dsn=plain(db_url), source_events=PATTERN)
     task = asyncio.create_task(dispatcher.run())
 
     async def published(n: int) -> bool:

@@ -16,6 +16,7 @@ from protocol.cloudevents_mqtt import MQTTMessage
 from server.dispatch import publisher
 from server.dsn import plain
 from server.services import consumers, resources
+from server.settings import Settings
 from server.store import db as store_db
 from tests.fixtures.mosquitto import MosquittoServer, MQTTNames
 from tests.integration.dispatch_support import Hub, eventually
@@ -198,14 +199,9 @@ async def test_a_storm_of_deletes_on_one_consumer_does_not_starve_another(
             [(rid,) for rid in ids],
         )
     recorder = RecordingPublisher()
+    settings = Settings.of(dispatch_poll_interval=0.2, dispatch_concurrency=4)
     dispatcher = publisher.Dispatcher(
-        database,
-        recorder,
-        dsn=plain(db_url),
-        source_id="maestro",
-        source_events="sources/maestro/consumers/+/sourceevents",
-        poll_interval=0.2,
-        concurrency=4,
+        database, recorder, settings, dsn=plain(db_url), source_events="sources/maestro/consumers/+/sourceevents"
     )
     task = asyncio.create_task(dispatcher.run())
     try:

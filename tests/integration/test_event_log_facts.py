@@ -238,7 +238,7 @@ async def test_over_rest_the_authenticated_subject_is_the_actor(
     db_url: str, database: databases.Database, tmp_path: Path
 ) -> None:
     signer = Signer.create(tmp_path)
-    settings = Settings(db_url=db_url, disable_auth=False, jwk_cert_file=str(signer.jwks_file))
+    settings = Settings.of(db_url=db_url, disable_auth=False, jwk_cert_file=str(signer.jwks_file))
     await consumers.create(database, {"name": "cluster1"})
     app = create_app(settings, database=database)
     async with app.router.lifespan_context(app) as state:

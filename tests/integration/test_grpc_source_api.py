@@ -37,12 +37,12 @@ NGINX = {
 @pytest.fixture
 async def stub(db_url: str, database: databases.Database) -> AsyncIterator[pb_grpc.CloudEventServiceStub]:
     await consumers.create(database, {"name": "cluster1"})
-    feed = watch.StatusFeed(poll_interval=5.0)
+    settings = Settings.of(db_url=db_url, server_hostname="127.0.0.1")
+    feed = watch.StatusFeed(poll_interval=settings.dispatch.dispatch_poll_interval)
     tasks = [
         asyncio.create_task(feed.run()),
-        asyncio.create_task(listen(dsn.plain(db_url), "status_events", feed.wake)),
+        asyncio.create_task(listen(dsn.plain(db_url), "status_events", feed.wake, settings.database)),
     ]
-    settings = Settings(db_url=db_url, server_hostname="127.0.0.1")
     server, port = await grpc_server.start(settings, database, feed, port=0)
     async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
         yield pb_grpc.CloudEventServiceStub(channel)  # type: ignore[no-untyped-call]

@@ -16,6 +16,7 @@ import httpx
 import pytest
 
 from protocol import cloudevents_mqtt, mqtt, topics
+from protocol.backoff import Backoff
 from protocol.errors import ConnectError
 from server.app import create_app
 from server.dispatch import publisher
@@ -82,7 +83,7 @@ async def test_mqtt_first_connect_survives_an_unexpected_error(
             config,
             client_id=mqtt_names.client_id("sub"),
             subscriptions=[topic],
-            reconnect_min=0.05,
+            reconnect=Backoff(min=0.05, max=60.0),
             first_connect_timeout=5,
         ) as sub,
         mqtt.Broker(config, client_id=mqtt_names.client_id("pub")) as pub,
@@ -102,10 +103,9 @@ async def test_mqtt_reconnects_after_an_unexpected_error_on_a_later_link(
             config,
             client_id=mqtt_names.client_id("sub"),
             subscriptions=[topic],
-            reconnect_min=0.05,
-            reconnect_max=0.2,
+            reconnect=Backoff(min=0.05, max=0.2),
         ) as sub,
-        mqtt.Broker(config, client_id=mqtt_names.client_id("pub"), reconnect_min=0.05, reconnect_max=0.2) as pub,
+        mqtt.Broker(config, client_id=mqtt_names.client_id("pub"), reconnect=Backoff(min=0.05, max=0.2)) as pub,
     ):
         subscribe_fails[0] = 2
         await asyncio.to_thread(mosquitto.restart)
@@ -125,8 +125,7 @@ async def test_mqtt_start_reports_the_error_not_just_a_timeout(
         config,
         client_id=mqtt_names.client_id("sub"),
         subscriptions=[topics.source_events(mqtt_names.source, mqtt_names.consumer)],
-        reconnect_min=0.05,
-        reconnect_max=0.1,
+        reconnect=Backoff(min=0.05, max=0.1),
         first_connect_timeout=1.0,
     )
     with pytest.raises(ConnectError, match="subscribe exploded") as caught:
@@ -149,7 +148,7 @@ async def test_rest_watch_keeps_a_slow_reader(
         )
     ).row
     app = create_app(
-        Settings(db_url=db_url, disable_auth=True), database=database, feed=watch.StatusFeed(poll_interval=0.1)
+        Settings.of(db_url=db_url, disable_auth=True), database=database, feed=watch.StatusFeed(poll_interval=0.1)
     )
     lines: list[dict[str, Any]] = []
     got_two = asyncio.Event()
@@ -228,14 +227,9 @@ async def test_dispatcher_stops_when_cancelled_as_a_publish_is_acknowledged(data
     await consumers.create(database, {"name": "acked"})
     await resources.create_single(database, {"consumer_name": "acked", "manifest": configmap("cm")}, source="maestro")
     held = HeldPublisher()
+    settings = Settings.of(dispatch_poll_interval=0.1, dispatch_concurrency=1)
     dispatcher = publisher.Dispatcher(
-        database,
-        held,
-        dsn=None,
-        source_id="maestro",
-        source_events="sources/maestro/consumers/+/sourceevents",
-        poll_interval=0.1,
-        concurrency=1,
+        database, held, settings, dsn=None, source_events="sources/maestro/consumers/+/sourceevents"
     )
     running = asyncio.create_task(dispatcher.run())
     try:
@@ -257,16 +251,11 @@ async def test_dispatcher_retries_a_publish_the_adapter_cancelled(database: data
     await consumers.create(database, {"name": "closing"})
     await resources.create_single(database, {"consumer_name": "closing", "manifest": configmap("cm")}, source="maestro")
     held = HeldPublisher()
+    settings = Settings.of(
+        dispatch_poll_interval=0.1, dispatch_concurrency=1, publish_backoff=Backoff(min=0.05, max=0.1)
+    )
     dispatcher = publisher.Dispatcher(
-        database,
-        held,
-        dsn=None,
-        source_id="maestro",
-        source_events="sources/maestro/consumers/+/sourceevents",
-        poll_interval=0.1,
-        concurrency=1,
-        backoff_min=0.05,
-        backoff_max=0.1,
+        database, held, settings, dsn=None, source_events="sources/maestro/consumers/+/sourceevents"
     )
     running = asyncio.create_task(dispatcher.run())
     try:
@@ -328,14 +317,13 @@ async def test_maintenance_finds_its_consumers_behind_a_full_page_of_others(data
     # NB: older than ours, so they come first in every page; one more than the store's default page.
     await bulk_resources(database, "theirs", 10_001, deleting=False)
     await bulk_resources(database, "theirs", 10_001, deleting=True)
-    repairs = Maintenance(
-        database,
-        owns=lambda consumer: consumer == "mine",
-        undelivered_threshold=HOUR,
+    settings = Settings.of(
+        undelivered_resource_threshold=HOUR,
         delete_republish_interval=HOUR,
-        stale_delete_threshold=10 * HOUR,
-        retention=100 * HOUR,
+        stale_delete_event_threshold=10 * HOUR,
+        status_event_retention=100 * HOUR,
     )
+    repairs = Maintenance(database, settings.maintenance, owns=lambda consumer: consumer == "mine")
 
     assert await repairs.republish_undelivered() == 1
     assert await repairs.republish_deletes() == 1
@@ -351,7 +339,9 @@ async def test_maintenance_stops_within_a_unit_of_work_when_cancelled(database: 
     await consumers.create(database, {"name": "mine"})
     total = 2000
     await bulk_resources(database, "mine", total, deleting=True)
-    repairs = Maintenance(database, interval=0.01, stale_delete_threshold=10 * HOUR)
+    repairs = Maintenance(
+        database, Settings.of(maintenance_interval=0.01, stale_delete_event_threshold=10 * HOUR).maintenance
+    )
 
     async def left() -> int:
         return len(await sql(database, "SELECT 1 FROM resources WHERE deleted_at IS NOT NULL"))

@@ -6,7 +6,13 @@ import databases
 
 from server.dispatch.instances import Registry
 from server.services import consumers
+from server.settings import TransportSettings
 from server.store.db import transaction
+
+
+def replica(name: str, database: databases.Database, heartbeat_interval: float) -> Registry:
+    return Registry(database, TransportSettings(client_id=name, heartbeat_interval=heartbeat_interval))
+
 
 NAMES = [f"cluster-{i}" for i in range(40)]
 
@@ -18,7 +24,7 @@ async def _consumers(db: databases.Database) -> None:
 
 async def test_two_replicas_partition_consumers_and_take_over(database: databases.Database) -> None:
     await _consumers(database)
-    a, b = Registry(database, "replica-a", interval=1.0), Registry(database, "replica-b", interval=1.0)
+    a, b = replica("replica-a", database, 1.0), replica("replica-b", database, 1.0)
     await a.beat()
     assert all(a.owns(n) for n in NAMES)  # alone, a owns everything
     assert a.take_gained() == set()  # NB: joining is not a takeover: the resync of its broker link covers it
@@ -47,7 +53,7 @@ async def test_two_replicas_partition_consumers_and_take_over(database: database
 
 async def test_clean_leave_hands_over_at_once(database: databases.Database) -> None:
     await _consumers(database)
-    a, b = Registry(database, "replica-a", interval=60.0), Registry(database, "replica-b", interval=60.0)
+    a, b = replica("replica-a", database, 60.0), replica("replica-b", database, 60.0)
     await a.beat()
     await b.beat()
     await a.beat()

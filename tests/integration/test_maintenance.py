@@ -7,6 +7,7 @@ thresholds can stay realistic and the tests cannot race the clock.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -18,6 +19,7 @@ from protocol.cloudevents_mqtt import MQTTMessage
 from server.dispatch import ingest
 from server.dispatch.maintenance import Maintenance
 from server.services import consumers, resources
+from server.settings import Settings
 from server.store import db as store_db
 
 HOUR = 3600.0
@@ -71,15 +73,19 @@ async def pending(database: databases.Database) -> list[tuple[str, str, int]]:
     return [(r["source_id"], r["event_type"], r["version"]) for r in found]
 
 
-def repairs(database: databases.Database, **overrides: Any) -> Maintenance:
-    options: dict[str, Any] = {
-        "undelivered_threshold": HOUR,
-        "delete_republish_interval": HOUR,
-        "stale_delete_threshold": 10 * HOUR,
-        "retention": 100 * HOUR,
-        **overrides,
-    }
-    return Maintenance(database, **options)
+def repairs(
+    database: databases.Database, *, owns: Callable[[str], bool] | None = None, **overrides: Any
+) -> Maintenance:
+    settings = Settings.of(
+        **{
+            "undelivered_resource_threshold": HOUR,
+            "delete_republish_interval": HOUR,
+            "stale_delete_event_threshold": 10 * HOUR,
+            "status_event_retention": 100 * HOUR,
+            **overrides,
+        }
+    )
+    return Maintenance(database, settings.maintenance, owns=owns)
 
 
 @pytest.fixture
@@ -138,7 +144,7 @@ async def test_a_replica_repairs_only_the_consumers_it_owns(
     await resources.mark_deleting(database, deleting_theirs)
     await publish_all(database)
     await age(database, 20 * HOUR)
-    maintenance = repairs(database, owns=lambda consumer: consumer == mine, stale_delete_threshold=100 * HOUR)
+    maintenance = repairs(database, owns=lambda consumer: consumer == mine, stale_delete_event_threshold=100 * HOUR)
 
     assert await maintenance.republish_undelivered() == 1
     assert await maintenance.republish_deletes() == 1
@@ -199,7 +205,7 @@ async def test_stale_deletes_are_retired_visibly_and_a_returning_agent_is_told_t
         stale,
         consumer,
     )
-    maintenance = repairs(database, stale_delete_threshold=HOUR)
+    maintenance = repairs(database, stale_delete_event_threshold=HOUR)
 
     assert await maintenance.retire_stale_deletes() == 1
     assert await maintenance.retire_stale_deletes() == 0
@@ -218,9 +224,7 @@ async def test_stale_deletes_are_retired_visibly_and_a_returning_agent_is_told_t
 
     # The agent that never confirmed comes back and lists the work: the hub tells it to delete it.
     recorder = RecordingPublisher()
-    handler = ingest.Ingest(
-        database, recorder, source_id="maestro", source_events="sources/maestro/consumers/+/sourceevents"
-    )
+    handler = ingest.Ingest(database, recorder, Settings(), source_events="sources/maestro/consumers/+/sourceevents")
     request = events.make_event(
         type=types.manifestbundle_type("spec", types.RESYNC_REQUEST),
         source=f"{consumer}-work-agent",
@@ -269,7 +273,7 @@ async def test_retention_prunes_old_reconciled_events_but_the_latest_facts(
 
     # The old resource's Create goes; its latest version (and its only status: its latest) stay, and so does
     # whatever is pending or recent. (tests/integration/test_retention.py covers the rules one by one.)
-    assert await repairs(database, retention=HOUR).prune() == 1
+    assert await repairs(database, status_event_retention=HOUR).prune() == 1
     kept = await sql(database, "SELECT source_id, event_type FROM events ORDER BY id")
     assert [(r["source_id"], r["event_type"]) for r in kept] == [
         (unpublished, "Create"),
@@ -277,4 +281,4 @@ async def test_retention_prunes_old_reconciled_events_but_the_latest_facts(
         (old, "Update"),
     ]
     assert {r["resource_id"] for r in await sql(database, "SELECT resource_id FROM status_events")} == {old, recent}
-    assert await repairs(database, retention=HOUR).prune() == 0
+    assert await repairs(database, status_event_retention=HOUR).prune() == 0

@@ -88,7 +88,7 @@ def test_api_matches_its_document(
     fuzz_db: str, signer: tuple[str, str], method: str, path: str, mode: GenerationMode
 ) -> None:
     jwks, token = signer
-    settings = Settings(db_url=fuzz_db, jwk_cert_file=jwks, disable_auth=False, db_max_open_connections=4)
+    settings = Settings.of(db_url=fuzz_db, jwk_cert_file=jwks, disable_auth=False, db_max_open_connections=4)
     app = create_app(settings)
     schema = schemathesis.openapi.from_asgi("/api/maestro/v1/openapi", app)
     operation = schema[path][method]

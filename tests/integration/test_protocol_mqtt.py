@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from protocol import cloudevents_mqtt, events, mqtt, topics, types
+from protocol.backoff import Backoff
 from protocol.errors import BrokerClosedError, ConnectError, NotConnectedError
 from tests.fixtures.mosquitto import MosquittoServer, MQTTNames
 
@@ -43,7 +44,9 @@ def _n(item: mqtt.Received) -> int:
 @pytest.fixture
 async def publisher(mosquitto: MosquittoServer, mqtt_names: MQTTNames) -> AsyncIterator[mqtt.Broker]:
     config = mosquitto.config(source=mqtt_names.source)
-    async with mqtt.Broker(config, client_id=mqtt_names.client_id("pub"), reconnect_min=0.1) as broker:
+    async with mqtt.Broker(
+        config, client_id=mqtt_names.client_id("pub"), reconnect=Backoff(min=0.1, max=60.0)
+    ) as broker:
         yield broker
 
 
@@ -174,10 +177,10 @@ async def test_broker_restart_loses_nothing(mosquitto: MosquittoServer, mqtt_nam
     total = 400
     async with (
         mqtt.Broker(
-            config, client_id=mqtt_names.client_id("sub"), subscriptions=[topic], reconnect_min=0.1, reconnect_max=0.5
+            config, client_id=mqtt_names.client_id("sub"), subscriptions=[topic], reconnect=Backoff(min=0.1, max=0.5)
         ) as sub,
         mqtt.Broker(
-            config, client_id=mqtt_names.client_id("pub"), reconnect_min=0.1, reconnect_max=0.5, publish_timeout=30
+            config, client_id=mqtt_names.client_id("pub"), reconnect=Backoff(min=0.1, max=0.5), publish_timeout=30
         ) as pub,
     ):
         links: list[mqtt.Connection] = []
@@ -213,7 +216,7 @@ async def test_broker_restart_loses_nothing(mosquitto: MosquittoServer, mqtt_nam
 
 async def test_publish_times_out_while_broker_is_down(mosquitto: MosquittoServer, mqtt_names: MQTTNames) -> None:
     config = mosquitto.config(source=mqtt_names.source)
-    async with mqtt.Broker(config, client_id=mqtt_names.client_id("pub"), reconnect_min=0.1) as pub:
+    async with mqtt.Broker(config, client_id=mqtt_names.client_id("pub"), reconnect=Backoff(min=0.1, max=60.0)) as pub:
         await asyncio.to_thread(mosquitto.stop)
         try:
             await asyncio.sleep(0.3)

@@ -9,6 +9,7 @@ import databases
 from server.dispatch import publisher
 from server.dsn import plain
 from server.services import consumers, resources
+from server.settings import Settings
 from tests.integration.dispatch_support import eventually
 from tests.integration.test_resync_batching import NGINX, Recorder
 
@@ -21,9 +22,8 @@ async def test_a_listening_dispatcher_sweeps_per_notification_not_per_poll(
 ) -> None:
     await consumers.create(database, {"name": "c1"})
     recorder = Recorder()
-    dispatcher = publisher.Dispatcher(
-        database, recorder, dsn=plain(db_url), source_id="maestro", source_events=PATTERN, poll_interval=0.001
-    )
+    settings = Settings.of(dispatch_poll_interval=0.001)
+    dispatcher = publisher.Dispatcher(database, recorder, settings, dsn=plain(db_url), source_events=PATTERN)
     task = asyncio.create_task(dispatcher.run())
     try:
 

@@ -104,14 +104,14 @@ def jwks_file(tmp_path: Path, key: Key) -> str:
 
 @pytest.fixture
 async def secured(db_url: str, database: databases.Database, jwks_file: str) -> AsyncIterator[httpx.AsyncClient]:
-    settings = Settings(db_url=db_url, jwk_cert_file=jwks_file, disable_auth=False)
+    settings = Settings.of(db_url=db_url, jwk_cert_file=jwks_file, disable_auth=False)
     async for client in _client(settings, database):
         yield client
 
 
 @pytest.fixture
 async def strict(db_url: str, database: databases.Database, jwks_file: str) -> AsyncIterator[httpx.AsyncClient]:
-    settings = Settings(
+    settings = Settings.of(
         db_url=db_url, jwk_cert_file=jwks_file, disable_auth=False, jwt_issuer=ISSUER, jwt_audience=AUDIENCE
     )
     async for client in _client(settings, database):
@@ -210,7 +210,7 @@ async def test_public_paths(secured: httpx.AsyncClient) -> None:
 
 
 async def test_auth_off_when_disabled(db_url: str, database: databases.Database, jwks_file: str) -> None:
-    settings = Settings(db_url=db_url, jwk_cert_file=jwks_file, disable_auth=True)
+    settings = Settings.of(db_url=db_url, jwk_cert_file=jwks_file, disable_auth=True)
     async for client in _client(settings, database):
         assert (await client.get(CONSUMERS)).status_code == 200
 
@@ -260,7 +260,7 @@ async def test_jwks_url_and_rotation(
     db_url: str, database: databases.Database, jwks_server: _JWKSServer, key: Key, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     jwks_server.keys = [key.jwk]
-    settings = Settings(db_url=db_url, jwk_cert_url=jwks_server.url, disable_auth=False)
+    settings = Settings.of(db_url=db_url, jwk_cert_url=jwks_server.url, disable_auth=False)
     async for client in _client(settings, database):
         assert (await client.get(CONSUMERS, headers=bearer(key.token()))).status_code == 200
         assert (await client.get(CONSUMERS, headers=bearer(key.token()))).status_code == 200
@@ -284,7 +284,7 @@ async def test_jwks_url_and_rotation(
 async def test_jwks_url_unreachable(db_url: str, database: databases.Database) -> None:
     from tests.fixtures.postgres import free_port
 
-    settings = Settings(db_url=db_url, jwk_cert_url=f"http://127.0.0.1:{free_port()}/certs", disable_auth=False)
+    settings = Settings.of(db_url=db_url, jwk_cert_url=f"http://127.0.0.1:{free_port()}/certs", disable_auth=False)
     async for client in _client(settings, database):
         token = Key("k").token()
         assert_401(await client.get(CONSUMERS, headers=bearer(token)), "cannot load the signing keys")

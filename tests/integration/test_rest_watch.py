@@ -26,13 +26,14 @@ NGINX = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "ng
 
 @pytest.fixture
 async def base_url(db_url: str, database: databases.Database) -> AsyncIterator[str]:
-    feed = watch.StatusFeed(poll_interval=5.0)
+    settings = Settings.of(db_url=db_url, disable_auth=True)
+    feed = watch.StatusFeed(poll_interval=settings.dispatch.dispatch_poll_interval)
     tasks = [
         asyncio.create_task(feed.run()),
-        asyncio.create_task(listen(dsn.plain(db_url), "status_events", feed.wake)),
+        asyncio.create_task(listen(dsn.plain(db_url), "status_events", feed.wake, settings.database)),
     ]
     port = free_port()
-    app = create_app(Settings(db_url=db_url, disable_auth=True), database=database, feed=feed)
+    app = create_app(settings, database=database, feed=feed)
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, lifespan="on"))
     serving = asyncio.create_task(server.serve())
     while not server.started:  # noqa: ASYNC110 - uvicorn exposes only a flag

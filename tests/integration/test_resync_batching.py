@@ -9,10 +9,12 @@ from typing import Any
 import databases
 
 from protocol import cloudevents_mqtt, events
+from protocol.backoff import Backoff
 from protocol.cloudevents_mqtt import MQTTMessage
 from protocol.errors import NotConnectedError
 from server.dispatch import resync
 from server.services import consumers, resources
+from server.settings import Settings
 from tests.integration.dispatch_support import eventually
 
 NGINX = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "nginx", "namespace": "default"}}
@@ -105,10 +107,8 @@ async def test_a_failed_resync_is_retried_and_requests_coalesce(database: databa
         await consumers.create(database, {"name": name})
         await resources.create_bundle(database, {"consumer_name": name, "manifests": [NGINX]}, source="maestro")
     recorder = FailingOnce()
-    resyncs = resync.Resyncs(
-        database, recorder, source_id="maestro", source_events="sources/maestro/consumers/+/sourceevents",
-        backoff_min=0.01, backoff_max=0.01,
-    )  # fmt: skip
+    settings = Settings.of(resync_backoff=Backoff(min=0.01, max=0.01))
+    resyncs = resync.Resyncs(database, recorder, settings, source_events="sources/maestro/consumers/+/sourceevents")
     resyncs.taken_over(["a"])
     resyncs.taken_over(["a", "b"])  # NB: before the sender ran: one round for both
     task = asyncio.create_task(resyncs.run())

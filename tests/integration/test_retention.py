@@ -17,6 +17,7 @@ import pytest
 from protocol import sequence
 from server.dispatch.maintenance import Maintenance
 from server.services import consumers, rebuild, resources, status, watch
+from server.settings import Settings
 from server.store import logs
 from server.store.db import transaction
 
@@ -77,8 +78,8 @@ async def status_log(database: databases.Database) -> dict[str, list[str]]:
     return out
 
 
-def maintenance(database: databases.Database, **options: Any) -> Maintenance:
-    return Maintenance(database, retention=options.pop("retention", HOUR), **options)
+def maintenance(database: databases.Database, **fields: Any) -> Maintenance:
+    return Maintenance(database, Settings.of(**{"status_event_retention": HOUR, **fields}).maintenance)
 
 
 @pytest.fixture(autouse=True)
@@ -125,7 +126,7 @@ async def test_versions_kept_compacts_old_specs_but_not_what_a_watcher_may_read(
     await age(database, hours=0)  # published, but recent
     before = await status_log(database)
 
-    assert await maintenance(database, versions_kept=2).prune() == 3
+    assert await maintenance(database, event_versions_kept=2).prune() == 3
     assert await spec_log(database) == {rid: [("Update", 4), ("Update", 5)]}
     assert await status_log(database) == before  # a watcher within the retention window still reads them all
     events, _ = await watch.read(database, logs.START)
@@ -147,6 +148,6 @@ async def test_versions_kept_never_drops_pending_events_nor_the_only_version(dat
     await age(database, hours=0)
     await sql(database, "UPDATE events SET reconciled_date = NULL WHERE source_id = $1", busy)
 
-    assert await maintenance(database, versions_kept=1).prune() == 0
+    assert await maintenance(database, event_versions_kept=1).prune() == 0
     assert [e for e, _ in (await spec_log(database))[busy]] == ["Create", "Update", "Update", "Update"]
     assert (await spec_log(database))[single] == [("Create", 1)]

@@ -12,6 +12,7 @@ from cloudevents.core.v1.event import CloudEvent
 
 from agent.simulator import SimulatedAgent
 from protocol import cloudevents_mqtt, events, mqtt, statushash, topics, types
+from protocol.backoff import Backoff
 from tests.fixtures.mosquitto import MosquittoServer, MQTTNames
 
 MANIFESTS = [
@@ -215,7 +216,7 @@ async def test_malformed_spec_is_counted_not_fatal(
 async def test_resync_on_reconnect_after_broker_restart(
     mosquitto: MosquittoServer, mqtt_names: MQTTNames, source: Source
 ) -> None:
-    agent = _agent(mosquitto, mqtt_names, broker_options={"reconnect_min": 0.1, "reconnect_max": 0.5})
+    agent = _agent(mosquitto, mqtt_names, broker_options={"reconnect": Backoff(min=0.1, max=0.5)})
     async with agent:
         await source.expect(types.RESYNC_REQUEST, "spec")
         await source.send(types.CREATE_REQUEST)

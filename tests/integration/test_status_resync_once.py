@@ -60,14 +60,14 @@ async def test_startup_asks_each_consumer_once_and_a_takeover_asks_once_more(
     # A second replica is live (and owns its share) when this one starts; it will die later.
     async with transaction(database) as conn:
         await conn.execute("INSERT INTO server_instances (id, ready, last_heartbeat) VALUES ('other', true, now())")
-    settings = Settings(
+    settings = Settings.of(
         db_url=db_url,
         source_id=source,
         client_id=mqtt_names.client_id("hub"),
         heartbeat_interval=60,
         subscription_type=subscription,  # type: ignore[arg-type]
     )
-    registry = instances.Registry(database, settings.client_id, interval=settings.heartbeat_interval)
+    registry = instances.Registry(database, settings.transport)
     transport = Transport(settings, database, mosquitto.config(source=source), dsn=plain(db_url), registry=registry)
     agents = Agents()
     watcher = mqtt.Broker(

@@ -18,6 +18,7 @@ from server.dispatch.maintenance import Maintenance
 from server.dsn import plain
 from server.services import consumers, rebuild, resources, status
 from server.services.status import Rejected, StatusReport
+from server.settings import MaintenanceSettings
 from server.store.db import connection, transaction
 
 pytestmark = pytest.mark.timeout(30)
@@ -179,7 +180,9 @@ async def test_a_delete_completes_alike_whether_the_agent_confirms_it_or_mainten
     # An older sequence id and an older version do not stop a Deleted=True: the delete is what the hub asked for.
     agent = replace(report(confirmed, DELETED), sequence_id="1")
     assert await status.accept(database, agent, source_id=SOURCE) == "delete"
-    assert await Maintenance(database, stale_delete_threshold=3600).retire_stale_deletes() == 1
+    assert (
+        await Maintenance(database, MaintenanceSettings(stale_delete_event_threshold=3600)).retire_stale_deletes() == 1
+    )
 
     after = await snapshot(database)
     assert after["resources"] == []

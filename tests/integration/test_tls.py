@@ -157,7 +157,7 @@ async def test_mqtt_without_client_certificate_is_refused(
 @pytest.fixture
 async def grpc_port(pki: Path, database: databases.Database, db_url: str) -> AsyncIterator[int]:
     await consumers.create(database, {"name": "cluster1"})
-    settings = Settings(
+    settings = Settings.of(
         db_url=db_url,
         grpc_tls_cert_file=str(pki / "server.crt"),
         grpc_tls_key_file=str(pki / "server.key"),

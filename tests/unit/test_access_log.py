@@ -25,7 +25,7 @@ def _jwks(path: Path) -> Path:
 async def test_refused_and_unknown_requests_are_logged_by_template_or_escaped_path(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    settings = Settings(db_url="postgresql://unused/maestro", jwk_cert_file=str(_jwks(tmp_path / "jwks.json")))
+    settings = Settings.of(db_url="postgresql://unused/maestro", jwk_cert_file=str(_jwks(tmp_path / "jwks.json")))
     app = create_app(settings)
     caplog.set_level(logging.INFO, logger="server.http.access")
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://maestro") as client:

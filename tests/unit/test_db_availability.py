@@ -8,6 +8,7 @@ import pytest
 
 from server.dispatch import ingest
 from server.services.status import StatusReport
+from server.settings import Settings
 from server.store import availability
 
 
@@ -75,7 +76,7 @@ def report(rid: str, consumer: str, sequence_id: str) -> StatusReport:
 
 
 def test_held_statuses_are_bounded_and_the_newest_per_resource_wins() -> None:
-    hub = ingest.Ingest(None, None, source_id="s", source_events="x", hold_limit=2)  # type: ignore[arg-type]
+    hub = ingest.Ingest(None, None, Settings.of(ingest_hold_limit=2), source_events="x")  # type: ignore[arg-type]
     hub.hold(report("r1", "c1", "1"))
     hub.hold(report("r2", "c2", "2"))
     hub.hold(report("r1", "c1", "3"))  # newer status of r1: replaces the held one, and is now the youngest

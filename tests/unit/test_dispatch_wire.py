@@ -12,6 +12,7 @@ import pytest
 from protocol import cloudevents_mqtt, events, payloads, sequence, statushash, types
 from server.dispatch import ingest, publisher, wire
 from server.services.status import Rejected
+from server.settings import Settings
 from server.store.rows import ResourceRow
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
@@ -134,7 +135,7 @@ def status(consumer: str = "c1", **ext: Any) -> Any:
 
 
 def test_decode_status() -> None:
-    handler = ingest.Ingest(None, None, source_id="maestro", source_events="sources/maestro/consumers/+/sourceevents")  # type: ignore[arg-type]
+    handler = ingest.Ingest(None, None, Settings(), source_events="sources/maestro/consumers/+/sourceevents")  # type: ignore[arg-type]
     report = handler.decode_status("c1", status())
     assert report.version == 2
     assert report.deleted
@@ -155,7 +156,7 @@ def test_decode_status() -> None:
 
 
 def test_round_robin_serves_every_consumer_one_batch_at_a_time() -> None:
-    d = publisher.Dispatcher(None, None, dsn=None, source_id="m", source_events="s", batch_size=2)  # type: ignore[arg-type]
+    d = publisher.Dispatcher(None, None, Settings.of(source_id="m", publish_batch_size=2), dsn=None, source_events="s")  # type: ignore[arg-type]
     for consumer, count in (("storm", 10), ("calm", 1)):
         queue = d._consumers[consumer] = publisher._Consumer(consumer)
         d._order.append(consumer)
