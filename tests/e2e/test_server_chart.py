@@ -401,7 +401,7 @@ def test_template_non_default(helm_bin: str, tmp_path: Path, monkeypatch: pytest
     objects = render(helm_bin, "rel", "hub", *sets(*MINIMAL, "server.grpc.enabled=false"))
     assert "rel-maestro-grpc" not in {o["metadata"]["name"] for o in objects if o["kind"] == "Service"}
     hub = hub_container(objects)
-    assert not _maestro(monkeypatch, "server", hub["args"], {}).enable_grpc_server
+    assert not _maestro(monkeypatch, "server", hub["args"], {}).grpc.enable_grpc_server
     assert "grpc" not in {p["name"] for p in hub["ports"]}
 
     # Existing Secrets (upstream's maestro-rds layout, a whole broker config): the chart writes neither.
@@ -414,7 +414,7 @@ def test_template_non_default(helm_bin: str, tmp_path: Path, monkeypatch: pytest
     assert [o["kind"] for o in objects if o["kind"] == "Secret"] == []
     hub = hub_container(objects)
     assert "--disable-auth" in hub["args"]
-    assert _maestro(monkeypatch, "server", hub["args"], {}).disable_auth
+    assert _maestro(monkeypatch, "server", hub["args"], {}).auth.disable_auth
     refs = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in hub["env"] if "secretKeyRef" in e.get("valueFrom", {})}
     assert refs["DB_HOST"] == {"name": "maestro-rds", "key": "db.host"}
     assert refs["PGPASSWORD"] == {"name": "maestro-rds", "key": "db.password"}
@@ -460,7 +460,7 @@ def test_template_development_services(helm_bin: str, monkeypatch: pytest.Monkey
     hub = hub_container(objects)
     env = container_env(hub, objects)
     assert (
-        _maestro(monkeypatch, "server", container_args(hub, env), env).db_url
+        _maestro(monkeypatch, "server", container_args(hub, env), env).database.db_url
         == "postgresql://rel-maestro-postgresql:5432/maestro"
     )
     assert env["PGPASSWORD"] == db["db.password"]
