@@ -18,7 +18,10 @@ it is a 409 that says what differs.
 
 from __future__ import annotations
 
+import functools
 import uuid
+import weakref
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -28,6 +31,7 @@ import databases
 from server.errors import Conflict, NotFound, ValidationError
 from server.services import validation as v
 from server.store import resources
+from server.store.batching import GroupCommit
 from server.store.db import connection, transaction
 from server.store.rows import ResourceRow, ResourceType
 
@@ -180,6 +184,37 @@ class Created:
     """False when the create repeated one that had already succeeded (same id, same request)."""
 
 
+async def _insert(db: databases.Database, new: resources.NewRow) -> ResourceRow:
+    async with connection(db) as conn:  # NB: one statement writes the row, its event and the NOTIFY.
+        return await resources.insert(conn, new)
+
+
+async def _insert_batch(db: databases.Database, batch: Sequence[resources.NewRow]) -> Sequence[ResourceRow | None]:
+    """Each row inserted, or None when it was not (the caller's single-row path says why).
+
+    NB: a batch that fails as a whole (a consumer deleted meanwhile) sends each row down its single-row path,
+    whose answer is the one it would have had alone; a database that is away answers 503 to each, as alone.
+    """
+    try:
+        async with connection(db) as conn:
+            return await resources.insert_many(conn, batch)
+    except asyncpg.PostgresError:
+        return [None] * len(batch)
+
+
+_CREATES: weakref.WeakKeyDictionary[databases.Database, GroupCommit[resources.NewRow, ResourceRow | None]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _creates(db: databases.Database) -> GroupCommit[resources.NewRow, ResourceRow | None]:
+    """The group commit of ``db``'s creates (see :mod:`server.store.batching`)."""
+    creates = _CREATES.get(db)
+    if creates is None:
+        creates = _CREATES[db] = GroupCommit(functools.partial(_insert, db), functools.partial(_insert_batch, db))
+    return creates
+
+
 async def create(
     db: databases.Database,
     *,
@@ -190,20 +225,10 @@ async def create(
     spec: Spec,
     actor: str = ANONYMOUS,
 ) -> Created:
-    payload = spec.payload(rid)
+    new = resources.NewRow(rid, name, source, spec.consumer_name, type, spec.payload(rid), actor)
     try:
-        async with connection(db) as conn:  # NB: one statement writes the row, its event and the NOTIFY.
-            row = await resources.insert(
-                conn,
-                id=rid,
-                name=name,
-                source=source,
-                consumer_name=spec.consumer_name,
-                type=type,
-                payload=payload,
-                actor=actor,
-            )
-        return Created(row, new=True)
+        # NB: a row a batch did not insert takes the single-row path, for the answer it would have had alone.
+        return Created(await _creates(db).write(new) or await _insert(db, new), new=True)
     except asyncpg.ForeignKeyViolationError:
         raise ValidationError(f"consumer_name: consumer {spec.consumer_name!r} does not exist") from None
     except asyncpg.UniqueViolationError:
