@@ -18,10 +18,9 @@ it is a 409 that says what differs.
 
 from __future__ import annotations
 
-import functools
 import uuid
 import weakref
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -211,8 +210,22 @@ def _creates(db: databases.Database) -> GroupCommit[resources.NewRow, ResourceRo
     """The group commit of ``db``'s creates (see :mod:`server.store.batching`)."""
     creates = _CREATES.get(db)
     if creates is None:
-        creates = _CREATES[db] = GroupCommit(functools.partial(_insert, db), functools.partial(_insert_batch, db))
+        ref = weakref.ref(db)  # NB: not ``db`` itself: a value of the map must not keep its key alive
+
+        def single(new: resources.NewRow) -> Awaitable[ResourceRow]:
+            return _insert(_alive(ref), new)
+
+        def batch(rows: Sequence[resources.NewRow]) -> Awaitable[Sequence[ResourceRow | None]]:
+            return _insert_batch(_alive(ref), rows)
+
+        creates = _CREATES[db] = GroupCommit(single, batch)
     return creates
+
+
+def _alive(ref: weakref.ref[databases.Database]) -> databases.Database:
+    db = ref()
+    assert db is not None, "a write on a database nobody holds"
+    return db
 
 
 async def create(
