@@ -3,7 +3,9 @@
 A single resource (the ``/resources`` API) is stored as a bundle of one manifest with ``type = 'Single'``, so
 the dispatcher, the agents and the status path know one shape only. Each write is one transaction that changes
 the row and appends its spec event carrying the resource as written and who wrote it (``actor``), whose NOTIFY
-wakes the dispatcher on commit.
+wakes the dispatcher on commit. Creates that arrive while another is being written share one statement, and so one
+transaction (group commit, :mod:`server.store.batching`); a create that such a batch does not write (its id or name
+is taken, its consumer is missing, the batch failed) is then written alone, for the answer it would have had alone.
 
 Versions: a row starts at 1 and increments only when the spec changes. A write carrying a non-zero version that
 differs from the stored one is a conflict; version 0 means "don't check". Delete is two-phase: the row is marked
