@@ -74,6 +74,8 @@ class GroupCommit(Generic[T, R]):
             while batch := self._take():
                 try:
                     results = await self._batch([item for item, _ in batch])
+                    if len(results) != len(batch):
+                        raise RuntimeError(f"a batch of {len(batch)} writes answered {len(results)} results")
                 except Exception as exc:
                     for _, future in batch:
                         if not future.done():
