@@ -123,7 +123,7 @@ def _identity(body: dict[str, Any], problems: v.Problems, *, kind: str) -> tuple
     rid = body.get("id")
     if rid is None or rid == "":
         rid = str(uuid.uuid4())
-    if not v.is_uuid(rid):
+    elif not v.is_uuid(rid):
         problems.add("id must be a UUID")
     name = body.get("name")
     if name is None or name == "":
