@@ -25,7 +25,8 @@ MAX_BATCH: Final = 64
 
 
 class GroupCommit(Generic[T, R]):
-    """Runs ``single(item)`` when idle, otherwise queues ``item`` for ``batch(items)``.
+    """Runs ``single(item)`` when idle, otherwise queues ``item`` for ``batch(items)`` (``single`` again for a
+    batch of one).
 
     ``batch`` answers one result per item, in order; what it raises, every item of that batch raises.
     """
@@ -73,7 +74,12 @@ class GroupCommit(Generic[T, R]):
         try:
             while batch := self._take():
                 try:
-                    results = await self._batch([item for item, _ in batch])
+                    # NB: a batch of one is a single write: the single-row statement is PostgreSQL's cheaper one.
+                    results = (
+                        [await self._single(batch[0][0])]
+                        if len(batch) == 1
+                        else await self._batch([item for item, _ in batch])
+                    )
                     if len(results) != len(batch):
                         raise RuntimeError(f"a batch of {len(batch)} writes answered {len(results)} results")
                 except Exception as exc:

@@ -18,9 +18,11 @@ class Store:
         self.gate = asyncio.Event()
         self.gate.set()
         self.fail: Exception | None = None
+        self.singles = 0
 
     async def single(self, item: int) -> str:
         self.statements.append([item])
+        self.singles += 1
         await self.gate.wait()
         return f"row {item}"
 
@@ -49,6 +51,7 @@ async def test_writes_arriving_meanwhile_are_batched_in_order_and_bounded() -> N
     store.gate.set()
     assert await asyncio.gather(*tasks) == [f"row {i}" for i in range(8)]
     assert store.statements == [[0], [1, 2, 3], [4, 5, 6], [7]]
+    assert store.singles == 2  # the first, alone, and the last, a batch of one
     # Idle again: the next write runs alone.
     assert await commit.write(9) == "row 9"
     assert store.statements[-1] == [9]
