@@ -8,7 +8,9 @@ statement, one commit and one round trip for many writes, and the batches grow w
 
 The batch task belongs to no request: a request cancelled while its write is queued is dropped from the queue
 (nothing written, as when a single statement is cancelled before it runs); one cancelled while its batch is in
-flight gets no answer, but its batch — the other requests' rows — runs to its end.
+flight gets no answer, but its batch — the other requests' rows, and its own, which a retry with the same id
+finds — runs to its end. A write is answered only once its statement, and so its commit, has returned: a crash
+loses no answered write.
 """
 
 from __future__ import annotations
