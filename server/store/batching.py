@@ -47,6 +47,11 @@ class GroupCommit(Generic[T, R]):
         self._busy = False
         self._drainer: asyncio.Task[None] | None = None
 
+    @property
+    def queued(self) -> int:
+        """Writes waiting for the next batch (cancelled ones included until it is taken)."""
+        return len(self._queue)
+
     async def write(self, item: T) -> R:
         if self._busy:
             future: asyncio.Future[R] = asyncio.get_running_loop().create_future()

@@ -4,8 +4,9 @@ exactly its own row, its own ``Create`` event and the answer it would have had a
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
-from collections.abc import Awaitable
+from collections.abc import AsyncIterator, Awaitable
 from typing import Any
 
 import databases
@@ -72,7 +73,7 @@ async def test_concurrent_creates_each_get_their_own_row_event_and_answer(
 
 
 async def test_a_batch_answers_each_request_as_the_single_path_would(
-    client: httpx.AsyncClient, database: databases.Database
+    client: httpx.AsyncClient, database: databases.Database, db_url: str
 ) -> None:
     stored = bundle("stored")
     assert (await client.post(BUNDLES, json=stored)).status_code == 201
@@ -89,9 +90,20 @@ async def test_a_batch_answers_each_request_as_the_single_path_would(
         rival,
         {**rival, "id": str(uuid.uuid4())},  # the same name twice in one batch: one 201, one 409
     ]
-    answers = await creates(client, [*fillers[:10], *special, *fillers[10:]])
+    queued = [*fillers[1:10], *special, *fillers[10:]]
+    async with cluster1_held(db_url):
+        leader = asyncio.create_task(client.post(BUNDLES, json=fillers[0]))
+        async with asyncio.timeout(30):
+            await _waiting_on_a_lock(database, "WITH r AS")  # the leader's single-row statement
+        tasks = [asyncio.create_task(client.post(BUNDLES, json=body)) for body in queued]
+        async with asyncio.timeout(30):
+            await _queued(database, len(queued))  # so all of them go in the one batch after the leader
+    answers = [await leader, *await asyncio.gather(*tasks)]
     filler_answers, special_answers = answers[:10] + answers[-10:], answers[10:-10]
 
+    # The fillers but the leader were written by one statement (one transaction).
+    xids = "SELECT count(DISTINCT xid) FROM events WHERE source_id = ANY(:ids)"
+    assert await database.fetch_val(xids, {"ids": [b["id"] for b in fillers[1:]]}) == 1
     assert all(a.status_code == 201 for a in filler_answers)
     again, other_spec, taken_name, orphan, twin1, twin2, rival1, rival2 = special_answers
     assert again.status_code == 200
@@ -126,74 +138,79 @@ async def test_a_single_resource_in_a_batch_of_bundles_keeps_its_type(client: ht
     assert (await client.get(f"{RESOURCES}/{answers[0].json()['id']}")).status_code == 404
 
 
-async def _waiting_on_a_lock(database: databases.Database) -> None:
-    """Until some statement of this database waits for a lock (the batch, behind the test's lock).
+@contextlib.asynccontextmanager
+async def cluster1_held(db_url: str) -> AsyncIterator[None]:
+    """While open, creates for cluster1 wait: an insert checks its consumer under a KEY SHARE lock, which this
+    FOR UPDATE (on a pool of its own) holds back."""
+    holder = store_db.database(db_url, max_size=1)
+    await holder.connect()
+    try:
+        async with store_db.transaction(holder) as lock:
+            await lock.execute("SELECT FROM consumers WHERE name = 'cluster1' FOR UPDATE")
+            yield
+    finally:
+        await holder.disconnect()
 
-    NB: ``database`` must not be in a transaction: pg_stat_activity is read once per transaction."""
+
+async def _waiting_on_a_lock(database: databases.Database, statement: str) -> None:
+    """Until a statement starting with ``statement`` waits for a lock (behind :func:`cluster1_held`)."""
     query = (
         "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
-        " AND query LIKE 'WITH u AS%'"
+        " AND starts_with(query, :statement)"
     )
     while True:
-        if await database.fetch_val(query):
+        if await database.fetch_val(query, {"statement": statement}):
             return
+        await asyncio.sleep(0.01)
+
+
+async def _queued(database: databases.Database, count: int) -> None:
+    """Until ``count`` creates wait in ``database``'s group commit queue."""
+    while service._creates(database).queued < count:  # noqa: ASYNC110 - the queue has no event to wait on
         await asyncio.sleep(0.01)
 
 
 async def test_a_request_cancelled_inside_a_batch_does_not_change_the_others(
     db_url: str, database: databases.Database
 ) -> None:
-    own = store_db.database(db_url, max_size=10)  # NB: the service's pool, apart from the test's lock holder
-    await own.connect()
-    try:
+    def create(name: str, consumer: str = "cluster1") -> Awaitable[service.Created]:
+        return service.create_bundle(database, bundle(name, consumer_name=consumer), source=SOURCE)
 
-        def create(name: str, consumer: str = "cluster1", rid: str | None = None) -> Awaitable[service.Created]:
-            body = bundle(name, consumer_name=consumer) | ({"id": rid} if rid else {})
-            return service.create_bundle(own, body, source=SOURCE)
-
-        async with store_db.transaction(database) as lock:
-            # NB: an insert checks its consumer under a KEY SHARE lock: FOR UPDATE holds cluster1's creates back.
-            await lock.execute("SELECT FROM consumers WHERE name = 'cluster1' FOR UPDATE")
-            first = asyncio.create_task(create("first", consumer="cluster2"))  # runs alone, not held back
-            await asyncio.sleep(0)
-            held = {name: asyncio.create_task(create(name)) for name in ("a", "b", "victim", "c")}
-            assert (await first).new
-            async with asyncio.timeout(30):
-                await _waiting_on_a_lock(own)
-            held["victim"].cancel()
-            later = asyncio.create_task(create("later"))  # queued behind the held batch
-            await asyncio.sleep(0.05)
+    async with cluster1_held(db_url):
+        first = asyncio.create_task(create("first", consumer="cluster2"))  # runs alone, not held back
+        await asyncio.sleep(0)
+        held = {name: asyncio.create_task(create(name)) for name in ("a", "b", "victim", "c")}
+        assert (await first).new
         async with asyncio.timeout(30):
-            results = await asyncio.gather(*held.values(), later, return_exceptions=True)
-        victim = results[2]
-        assert isinstance(victim, asyncio.CancelledError)
-        assert all(isinstance(r, service.Created) and r.new for i, r in enumerate(results) if i != 2)
+            await _waiting_on_a_lock(database, "WITH u AS")  # the batch of a, b, victim and c
+        held["victim"].cancel()
+        later = asyncio.create_task(create("later"))  # queued behind the held batch
+        async with asyncio.timeout(30):
+            await _queued(database, 1)
+    async with asyncio.timeout(30):
+        results = await asyncio.gather(*held.values(), later, return_exceptions=True)
+    assert isinstance(results[2], asyncio.CancelledError)
+    assert all(isinstance(r, service.Created) and r.new for i, r in enumerate(results) if i != 2)
 
-        # The batch ran to its end: every row it held, the victim's too, written once with its event.
-        rows = await database.fetch_all("SELECT id, name FROM resources")
-        assert sorted(r["name"] for r in rows) == ["a", "b", "c", "first", "later", "victim"]
-        events = await database.fetch_all("SELECT source_id FROM events")
-        assert sorted(e["source_id"] for e in events) == sorted(r["id"] for r in rows)
-    finally:
-        await own.disconnect()
+    # The batch ran to its end: every row it held, the victim's too, written once with its event.
+    rows = await database.fetch_all("SELECT id, name FROM resources")
+    assert sorted(r["name"] for r in rows) == ["a", "b", "c", "first", "later", "victim"]
+    events = await database.fetch_all("SELECT source_id FROM events")
+    assert sorted(e["source_id"] for e in events) == sorted(r["id"] for r in rows)
 
 
 async def test_a_request_cancelled_while_queued_writes_nothing(db_url: str, database: databases.Database) -> None:
-    own = store_db.database(db_url, max_size=10)
-    await own.connect()
-    try:
-        async with store_db.transaction(database) as lock:
-            await lock.execute("SELECT FROM consumers WHERE name = 'cluster1' FOR UPDATE")
-            first = asyncio.create_task(service.create_bundle(own, bundle("first"), source=SOURCE))  # held back
-            await asyncio.sleep(0.05)
-            queued = {n: asyncio.create_task(service.create_bundle(own, bundle(n), source=SOURCE)) for n in "xyz"}
-            await asyncio.sleep(0.05)
-            queued["y"].cancel()
+    async with cluster1_held(db_url):
+        first = asyncio.create_task(service.create_bundle(database, bundle("first"), source=SOURCE))  # held back
         async with asyncio.timeout(30):
-            results = await asyncio.gather(first, *queued.values(), return_exceptions=True)
-        assert isinstance(results[2], asyncio.CancelledError)
-        names = sorted(r["name"] for r in await database.fetch_all("SELECT name FROM resources"))
-        assert names == ["first", "x", "z"]
-        assert int(await database.fetch_val("SELECT count(*) FROM events")) == 3
-    finally:
-        await own.disconnect()
+            await _waiting_on_a_lock(database, "WITH r AS")
+        queued = {n: asyncio.create_task(service.create_bundle(database, bundle(n), source=SOURCE)) for n in "xyz"}
+        async with asyncio.timeout(30):
+            await _queued(database, 3)
+        queued["y"].cancel()
+    async with asyncio.timeout(30):
+        results = await asyncio.gather(first, *queued.values(), return_exceptions=True)
+    assert isinstance(results[2], asyncio.CancelledError)
+    names = sorted(r["name"] for r in await database.fetch_all("SELECT name FROM resources"))
+    assert names == ["first", "x", "z"]
+    assert int(await database.fetch_val("SELECT count(*) FROM events")) == 3
