@@ -107,8 +107,11 @@ def children(pid: int) -> list[int]:
 
 def server_cpu_seconds(pid: int) -> tuple[float, float]:
     """(the hub process, the hub process and its live children): CPU seconds."""
-    own = cpu_seconds(pid)
-    return own, own + sum(cpu_seconds(child) for child in children(pid))
+    own, total = cpu_seconds(pid), 0.0
+    for child in children(pid):
+        with contextlib.suppress(OSError):  # NB: a child may exit between the listing and the read
+            total += cpu_seconds(child)
+    return own, own + total
 
 
 SERVER_PID = 0
