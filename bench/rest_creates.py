@@ -107,11 +107,22 @@ def children(pid: int) -> list[int]:
 
 def server_cpu_seconds(pid: int) -> tuple[float, float]:
     """(the hub process, the hub process and its live children): CPU seconds."""
-    own = cpu_seconds(pid)
-    return own, own + sum(cpu_seconds(child) for child in children(pid))
+    own, total = cpu_seconds(pid), 0.0
+    for child in children(pid):
+        with contextlib.suppress(OSError):  # NB: a child may exit between the listing and the read
+            total += cpu_seconds(child)
+    return own, own + total
 
 
 SERVER_PID = 0
+POSTMASTER_PID = 0
+"""The PostgreSQL server the hub writes to (its CPU is counted apart: its backends are not the hub's children)."""
+
+
+def postgres_cpu_seconds() -> float:
+    from bench.vs_apiserver import family_cpu  # NB: here: that module imports this one
+
+    return family_cpu(POSTMASTER_PID) if POSTMASTER_PID else 0.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -222,16 +233,18 @@ async def run_level(base: str, *, concurrency: int, count: int, tag: str) -> dic
         ]
         # Open the connections before timing.
         await asyncio.gather(*(c.get("/api/maestro") for c in clients))
-        start, client_cpu, (hub_cpu, server_cpu) = (
+        start, client_cpu, (hub_cpu, server_cpu), pg_cpu = (
             time.perf_counter(),
             time.process_time(),
             server_cpu_seconds(SERVER_PID),
+            postgres_cpu_seconds(),
         )
         await asyncio.gather(*(worker(c) for c in clients))
         elapsed = time.perf_counter() - start
         client_cpu = time.process_time() - client_cpu
         hub_after, server_after = server_cpu_seconds(SERVER_PID)
         hub_cpu, server_cpu = hub_after - hub_cpu, server_after - server_cpu
+        pg_cpu = postgres_cpu_seconds() - pg_cpu
     latencies.sort()
     return {
         "concurrency": concurrency,
@@ -243,6 +256,7 @@ async def run_level(base: str, *, concurrency: int, count: int, tag: str) -> dic
         "client_cpu_ms": client_cpu / count * 1000,
         "server_cpu_ms": server_cpu / count * 1000,
         "hub_cpu_ms": hub_cpu / count * 1000,
+        "pg_cpu_ms": pg_cpu / count * 1000,
     }
 
 
@@ -256,7 +270,7 @@ async def bench(base: str, *, levels: list[int], count: int) -> list[dict[str, f
 
 HEADER = (
     f"{'workers':>7} {'concurrency':>11} {'requests':>8} {'creates/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'errors':>6}"
-    f" {'server CPU ms/req':>17} {'hub-proc CPU ms/req':>19} {'client CPU ms/req':>17}"
+    f" {'server CPU ms/req':>17} {'hub-proc CPU ms/req':>19} {'PostgreSQL CPU ms/req':>21} {'client CPU ms/req':>17}"
 )
 
 
@@ -264,11 +278,14 @@ def _row(r: dict[str, float]) -> str:
     return (
         f"{r['workers']:>7} {r['concurrency']:>11} {r['requests']:>8} {r['creates_per_s']:>10.0f} {r['p50_ms']:>8.1f}"
         f" {r['p99_ms']:>8.1f} {r['errors']:>6} {r['server_cpu_ms']:>17.2f} {r['hub_cpu_ms']:>19.2f}"
-        f" {r['client_cpu_ms']:>17.2f}"
+        f" {r['pg_cpu_ms']:>21.2f} {r['client_cpu_ms']:>17.2f}"
     )
 
 
 def main() -> int:
+    global POSTMASTER_PID
+    from bench.vs_apiserver import postmaster_pid  # NB: here: that module imports this one
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--db-url", help="a PostgreSQL URL whose server may get a new database (default: throwaway)")
     parser.add_argument("--requests", type=int, default=2000, help="creates per concurrency level")
@@ -299,6 +316,7 @@ def main() -> int:
         for _ in range(args.rounds):
             for workers in worker_counts:
                 url = fresh_database(admin)
+                POSTMASTER_PID = postmaster_pid(url)
                 pool = args.db_max_open_connections
                 with server(url, max_db_connections=pool, http_workers=workers, mqtt_config=mqtt) as base:
                     run = asyncio.run(bench(base, levels=levels, count=args.requests))

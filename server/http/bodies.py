@@ -25,6 +25,11 @@ from server.errors import MalformedRequest, RequestTimeout, UnsupportedMediaType
 from server.http import state
 
 _UNSTORABLE: Final = re.compile("[\x00\ud800-\udfff]")
+_MAYBE_UNSTORABLE: Final = re.compile(rb"\\u|\x00|\xed[\xa0-\xbf]")
+"""What a body's bytes must hold for its JSON to hold a NUL or a lone surrogate: an escape (``\\u``); a NUL byte
+(raw in UTF-8 JSON it is invalid anyway, and UTF-16 and UTF-32 bodies, which ``json.loads`` also reads, hold them);
+or a surrogate encoded in UTF-8 (``json.loads`` decodes bytes with ``surrogatepass``). Bodies without any of these
+(most) skip the walk over every string."""
 
 
 def _reject_constant(name: str) -> Any:
@@ -109,5 +114,6 @@ async def json_object(request: Request) -> dict[str, Any]:
         raise MalformedRequest(f"Request body is not valid JSON: {exc}") from None
     if not isinstance(body, dict):
         raise MalformedRequest(f"Request body must be a JSON object, not {type(body).__name__}")
-    _check_strings(body)
+    if _MAYBE_UNSTORABLE.search(raw):
+        _check_strings(body)
     return body

@@ -3,7 +3,9 @@
 A single resource (the ``/resources`` API) is stored as a bundle of one manifest with ``type = 'Single'``, so
 the dispatcher, the agents and the status path know one shape only. Each write is one transaction that changes
 the row and appends its spec event carrying the resource as written and who wrote it (``actor``), whose NOTIFY
-wakes the dispatcher on commit.
+wakes the dispatcher on commit. Creates that arrive while another is being written share one statement, and so one
+transaction (group commit, :mod:`server.store.batching`); a create that such a batch does not write (its id or name
+is taken, its consumer is missing, the batch failed) is then written alone, for the answer it would have had alone.
 
 Versions: a row starts at 1 and increments only when the spec changes. A write carrying a non-zero version that
 differs from the stored one is a conflict; version 0 means "don't check". Delete is two-phase: the row is marked
@@ -19,6 +21,8 @@ it is a 409 that says what differs.
 from __future__ import annotations
 
 import uuid
+import weakref
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -28,6 +32,7 @@ import databases
 from server.errors import Conflict, NotFound, ValidationError
 from server.services import validation as v
 from server.store import resources
+from server.store.batching import GroupCommit
 from server.store.db import connection, transaction
 from server.store.rows import ResourceRow, ResourceType
 
@@ -118,7 +123,7 @@ def _identity(body: dict[str, Any], problems: v.Problems, *, kind: str) -> tuple
     rid = body.get("id")
     if rid is None or rid == "":
         rid = str(uuid.uuid4())
-    if not v.is_uuid(rid):
+    elif not v.is_uuid(rid):
         problems.add("id must be a UUID")
     name = body.get("name")
     if name is None or name == "":
@@ -180,6 +185,51 @@ class Created:
     """False when the create repeated one that had already succeeded (same id, same request)."""
 
 
+async def _insert(db: databases.Database, new: resources.NewRow) -> ResourceRow:
+    async with connection(db) as conn:  # NB: one statement writes the row, its event and the NOTIFY.
+        return await resources.insert(conn, new)
+
+
+async def _insert_batch(db: databases.Database, batch: Sequence[resources.NewRow]) -> Sequence[ResourceRow | None]:
+    """Each row inserted, or None when it was not (the caller's single-row path says why).
+
+    NB: a batch that fails as a whole (a consumer deleted meanwhile) sends each row down its single-row path,
+    whose answer is the one it would have had alone; a database that is away answers 503 to each, as alone.
+    """
+    try:
+        async with connection(db) as conn:
+            return await resources.insert_many(conn, batch)
+    except asyncpg.PostgresError:
+        return [None] * len(batch)
+
+
+_CREATES: weakref.WeakKeyDictionary[databases.Database, GroupCommit[resources.NewRow, ResourceRow | None]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _creates(db: databases.Database) -> GroupCommit[resources.NewRow, ResourceRow | None]:
+    """The group commit of ``db``'s creates (see :mod:`server.store.batching`)."""
+    creates = _CREATES.get(db)
+    if creates is None:
+        ref = weakref.ref(db)  # NB: not ``db`` itself: a value of the map must not keep its key alive
+
+        def single(new: resources.NewRow) -> Awaitable[ResourceRow]:
+            return _insert(_alive(ref), new)
+
+        def batch(rows: Sequence[resources.NewRow]) -> Awaitable[Sequence[ResourceRow | None]]:
+            return _insert_batch(_alive(ref), rows)
+
+        creates = _CREATES[db] = GroupCommit(single, batch)
+    return creates
+
+
+def _alive(ref: weakref.ref[databases.Database]) -> databases.Database:
+    db = ref()
+    assert db is not None, "a write on a database nobody holds"
+    return db
+
+
 async def create(
     db: databases.Database,
     *,
@@ -190,20 +240,10 @@ async def create(
     spec: Spec,
     actor: str = ANONYMOUS,
 ) -> Created:
-    payload = spec.payload(rid)
+    new = resources.NewRow(rid, name, source, spec.consumer_name, type, spec.payload(rid), actor)
     try:
-        async with connection(db) as conn:  # NB: one statement writes the row, its event and the NOTIFY.
-            row = await resources.insert(
-                conn,
-                id=rid,
-                name=name,
-                source=source,
-                consumer_name=spec.consumer_name,
-                type=type,
-                payload=payload,
-                actor=actor,
-            )
-        return Created(row, new=True)
+        # NB: a row a batch did not insert takes the single-row path, for the answer it would have had alone.
+        return Created(await _creates(db).write(new) or await _insert(db, new), new=True)
     except asyncpg.ForeignKeyViolationError:
         raise ValidationError(f"consumer_name: consumer {spec.consumer_name!r} does not exist") from None
     except asyncpg.UniqueViolationError:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from server.store import listing, logs, projections, search
@@ -26,17 +27,20 @@ SCHEMA = search.Schema(
 )
 
 
-async def insert(
-    conn: Conn,
-    *,
-    id: str,
-    name: str,
-    source: str,
-    consumer_name: str,
-    type: ResourceType,
-    payload: dict[str, Any],
-    actor: str,
-) -> ResourceRow:
+@dataclass(frozen=True)
+class NewRow:
+    """A row to insert (see :func:`insert`)."""
+
+    id: str
+    name: str
+    source: str
+    consumer_name: str
+    type: ResourceType
+    payload: dict[str, Any]
+    actor: str
+
+
+async def insert(conn: Conn, new: NewRow) -> ResourceRow:
     """Insert at version 1 together with its ``Create`` spec event (carrying the row, see :func:`logs.fact`) and
     the dispatchers' NOTIFY, in one statement (so one round trip, and atomic even outside a transaction).
 
@@ -49,16 +53,61 @@ async def insert(
         f"  SELECT r.id, r.consumer_name, 'Create', r.version, {logs.fact('r', '$7')} FROM r RETURNING consumer_name),"
         " n AS (SELECT pg_notify('events', e.consumer_name) FROM e)"
         " SELECT r.*, (SELECT count(*) FROM n) AS notified FROM r",
-        id,
-        name,
-        source,
-        consumer_name,
-        type,
-        payload,
-        actor,
+        new.id,
+        new.name,
+        new.source,
+        new.consumer_name,
+        new.type,
+        new.payload,
+        new.actor,
     )
     assert row is not None
     return ResourceRow.of(row)
+
+
+_INSERT_MANY = (
+    "WITH u AS (SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::jsonb[],"
+    "  $7::text[]) AS u (id, name, source, consumer_name, type, payload, actor)),"
+    " r AS (INSERT INTO resources (id, name, source, consumer_name, type, version, payload)"
+    "  SELECT u.id, u.name, u.source, u.consumer_name, u.type, 1, u.payload FROM u"
+    "  WHERE EXISTS (SELECT FROM consumers c WHERE c.name = u.consumer_name)"
+    "  ON CONFLICT DO NOTHING RETURNING *),"
+    " e AS (INSERT INTO events (source_id, consumer_name, event_type, version, payload)"
+    f"  SELECT r.id, r.consumer_name, 'Create', r.version, {logs.fact('r', 'u.actor')} FROM r JOIN u ON u.id = r.id"
+    "  RETURNING consumer_name),"
+    " n AS (SELECT pg_notify('events', c.consumer_name) FROM (SELECT DISTINCT consumer_name FROM e) c)"
+    " SELECT r.*, (SELECT count(*) FROM n) AS notified FROM r"
+)
+
+
+async def insert_many(conn: Conn, rows: Sequence[NewRow]) -> list[ResourceRow | None]:
+    """Insert what :func:`insert` would, many rows in one statement: each row with its ``Create`` event, one
+    NOTIFY per consumer. Answers per row, in order, the inserted row or None for one not inserted: its id or
+    name is taken (by a stored row or by an earlier one of ``rows``) or its consumer does not exist. It raises
+    only what any statement may (a consumer deleted meanwhile: ForeignKeyViolationError, for all of them)."""
+    ids, names = set(), set()
+    unique: list[NewRow] = []  # NB: a repeated id or name is left to its single-row path, after this one.
+    for r in rows:
+        if r.id not in ids and r.name not in names:
+            unique.append(r)
+        ids.add(r.id)
+        names.add(r.name)
+    inserted = await conn.fetch(
+        _INSERT_MANY,
+        [r.id for r in unique],
+        [r.name for r in unique],
+        [r.source for r in unique],
+        [r.consumer_name for r in unique],
+        [r.type for r in unique],
+        [r.payload for r in unique],
+        [r.actor for r in unique],
+    )
+    by_id = {row["id"]: row for row in inserted}
+    answers: list[ResourceRow | None] = []
+    for r in rows:
+        row = by_id.pop(r.id, None)  # NB: pop: of two rows with one id, only the first went into the statement.
+        answers.append(ResourceRow.of(row) if row is not None else None)
+    return answers
 
 
 async def get(conn: Conn, id: str, *, lock: bool = False) -> ResourceRow | None:

@@ -219,6 +219,21 @@ async def test_strings_postgres_cannot_store_are_400(client: httpx.AsyncClient, 
         assert_4xx(await client.request(method, url, content=raw, headers=headers))
 
 
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b'{"consumer_name": "cluster1", "manifest": {"kind": "ConfigMap", "x": "\xed\xa0\x80"}}',
+        '{"consumer_name": "cluster1", "manifest": {"kind": "ConfigMap", "x": "\\u0000"}}'.encode("utf-16"),
+        '{"consumer_name": "cluster1", "manifest": {"kind": "ConfigMap", "x": "\\udfff"}}'.encode("utf-32"),
+    ],
+    ids=["utf8-encoded-surrogate", "utf16-nul-escape", "utf32-surrogate-escape"],
+)
+async def test_unstorable_strings_in_any_encoding_json_reads_are_400(client: httpx.AsyncClient, raw: bytes) -> None:
+    """``json.loads`` reads UTF-16 and UTF-32 bodies too, and UTF-8 bytes of a surrogate (``surrogatepass``)."""
+    headers = {"content-type": "application/json"}
+    assert_4xx(await client.post(f"{API}/resources", content=raw, headers=headers), 17)
+
+
 # -- huge bodies -------------------------------------------------------------------------------------
 
 
