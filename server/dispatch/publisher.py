@@ -40,7 +40,7 @@ from protocol.errors import BrokerError, MaestroProtocolException
 from server.dispatch import guard, listen, metrics, wire
 from server.errors import DatabaseUnavailable
 from server.store import logs, outbox, resources
-from server.store.db import connection, transaction
+from server.store.db import connection
 from server.store.rows import ResourceRow
 
 log = logging.getLogger(__name__)
@@ -173,9 +173,10 @@ class Dispatcher:
         dirty = await guard.finish(self._pending())
         if self.owns is not None:
             owns = self.owns
-            dirty = [d for d in dirty if owns(d.consumer_name)]
+            owned = {name: owns(name) for name in {d.consumer_name for d in dirty}.union(self._consumers)}
+            dirty = [d for d in dirty if owned[d.consumer_name]]
             for name, held in self._consumers.items():
-                if not owns(name):  # NB: handed over to another replica; its events stay pending for the owner.
+                if not owned[name]:  # NB: handed over to another replica; its events stay pending for the owner.
                     held.items.clear()
         self.sweeps += 1
         self._rescan = False
@@ -212,7 +213,7 @@ class Dispatcher:
             return {r.id: r for r in await resources.get_many(conn, ids)}
 
     async def _mark(self, event_ids: list[int]) -> None:
-        async with transaction(self.database) as conn:
+        async with connection(self.database) as conn:  # NB: one UPDATE, atomic without a BEGIN and a COMMIT.
             await outbox.mark_reconciled(conn, event_ids)
 
     # --- working ---------------------------------------------------------------------------------------------
@@ -325,26 +326,21 @@ class Dispatcher:
                 outcomes.append(_Outcome(item, ok=False, reason=type(exc).__name__))
                 continue
             sent.append((item, _action(row), future))
-        done: list[tuple[_Item, str]] = []
-        for item, action, pending in sent:
-            if pending is None:
-                done.append((item, action))
-                continue
-            try:
-                async with asyncio.timeout(self.publish_timeout):
-                    await asyncio.shield(pending)
-            except TimeoutError:
-                outcomes.append(_Outcome(item, ok=False, reason="ack_timeout"))
-                continue
-            except asyncio.CancelledError:
-                # NB: either we are being cancelled (whatever state the publish is in by then, even done), or the
-                # adapter cancelled the publish when it closed; only the latter is a failed publish to retry.
-                task = asyncio.current_task()
-                if not pending.cancelled() or (task is not None and task.cancelling()):
-                    raise
-                outcomes.append(_Outcome(item, ok=False, reason="ack_cancelled"))
-                continue
-            done.append((item, action))
+        done = [(item, action) for item, action, future in sent if future is None]
+        futures = {future: (item, action) for item, action, future in sent if future is not None}
+        if futures:
+            # NB: one wait for the whole batch. It cancels no publish, neither on its timeout nor when we are
+            # cancelled (that raises here); a publish the adapter cancelled when it closed failed and is retried.
+            acked, _ = await asyncio.wait(list(futures), timeout=self.publish_timeout)
+            for future, (item, action) in futures.items():
+                if future not in acked:
+                    outcomes.append(_Outcome(item, ok=False, reason="ack_timeout"))
+                elif future.cancelled():
+                    outcomes.append(_Outcome(item, ok=False, reason="ack_cancelled"))
+                elif (error := future.exception()) is not None:
+                    outcomes.append(_Outcome(item, ok=False, reason=type(error).__name__))
+                else:
+                    done.append((item, action))
         if done:
             await guard.finish(self._mark([e for item, _ in done for e in item.event_ids]))
             now = datetime.now(UTC)
