@@ -102,7 +102,7 @@ def to_structured(event: CloudEvent) -> MQTTMessage:
     elif data is not None:
         document["data"] = data
     try:
-        payload = json.dumps(document, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+        payload = types.to_json(document).encode("utf-8")
     except (TypeError, ValueError) as exc:
         raise ProtocolError(f"event cannot be encoded as JSON: {exc}") from None
     return MQTTMessage(payload=payload, content_type=STRUCTURED_CONTENT_TYPE)
@@ -188,7 +188,7 @@ def _write_data(data: object, content_type: str) -> bytes:
     if isinstance(data, str) and not _JSON_TYPE.match(content_type):
         return data.encode("utf-8")
     try:
-        return json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+        return types.to_json(data).encode("utf-8")
     except (TypeError, ValueError) as exc:
         raise ProtocolError(f"event data cannot be encoded as JSON: {exc}") from None
 

@@ -16,6 +16,7 @@ from typing import Any, Protocol
 import asyncpg
 import databases
 
+from protocol import types
 from server import dsn
 from server.errors import DatabaseUnavailable
 from server.store import availability
@@ -37,13 +38,9 @@ class Conn(Protocol):
     ) -> None: ...
 
 
-def _dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
-
-
 async def init_connection(conn: asyncpg.Connection) -> None:
     for typename in ("json", "jsonb"):
-        await conn.set_type_codec(typename, encoder=_dumps, decoder=json.loads, schema="pg_catalog")
+        await conn.set_type_codec(typename, encoder=types.to_json, decoder=json.loads, schema="pg_catalog")
 
 
 async def reset_connection(conn: asyncpg.Connection) -> None:
