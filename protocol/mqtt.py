@@ -33,6 +33,7 @@ import contextlib
 import dataclasses
 import itertools
 import logging
+import socket
 from collections.abc import AsyncIterator, Iterable
 from types import TracebackType
 from typing import Any, Final
@@ -40,7 +41,6 @@ from typing import Any, Final
 import gmqtt
 from gmqtt.mqtt.constants import MQTTv50, MQTTv311
 
-from protocol import cork
 from protocol.backoff import Backoff
 from protocol.cloudevents_mqtt import MQTTMessage
 from protocol.errors import (
@@ -138,7 +138,7 @@ class _Link:
         self.session_present = False
         self.connack: dict[str, Any] = {}
         self.storage = _AckStorage(self)
-        self.cork: cork.Cork | None = None
+        self.corked = False
         config = broker.config
         kwargs: dict[str, Any] = {}
         if config.protocol_version == 5 and config.session_expiry > 0:
@@ -678,13 +678,32 @@ class Broker:
                 await link.client.disconnect()
 
 
-def _cork(link: _Link) -> None:
-    """Cork the link's socket for this loop iteration (:mod:`protocol.cork`): a batch's publishes leave as one train.
+_TCP_CORK: Final[int | None] = getattr(socket, "TCP_CORK", None)
 
-    On loopback every send also runs the broker's receive path, which made the sends most of a dispatch round's CPU.
+
+def _cork(link: _Link) -> None:
+    """Hold the publishes of this event loop iteration in the kernel and send them together after it.
+
+    Each publish is a ``send`` of its own; on loopback every send also runs the broker's receive path, which
+    made the sends most of a dispatch round's CPU. Corking the socket (Linux ``TCP_CORK``) until the loop's
+    next iteration sends a batch's publishes as one train of full segments instead: the same bytes, in the
+    same order, later by at most one loop iteration. A no-op where the option or the socket is not available.
     """
-    if link.cork is None:
-        link.cork = cork.for_transport(getattr(getattr(link.client, "_connection", None), "_transport", None))
-        if link.cork is None:
-            return
-    link.cork()
+    if link.corked or _TCP_CORK is None:
+        return
+    transport = getattr(getattr(link.client, "_connection", None), "_transport", None)
+    sock = transport.get_extra_info("socket") if transport is not None else None
+    if sock is None:
+        return
+    try:
+        sock.setsockopt(socket.IPPROTO_TCP, _TCP_CORK, 1)
+    except OSError:
+        return
+    link.corked = True
+    asyncio.get_running_loop().call_soon(_uncork, link, sock)
+
+
+def _uncork(link: _Link, sock: Any) -> None:
+    link.corked = False
+    with contextlib.suppress(OSError):
+        sock.setsockopt(socket.IPPROTO_TCP, _TCP_CORK, 0)

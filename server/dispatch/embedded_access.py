@@ -63,6 +63,25 @@ def guard_connects() -> None:
     amqtt_broker.BrokerProtocolHandler = Guarded  # NB: amqtt's broker looks the class up in its module.
 
 
+def broker_class(base: type[Any]) -> type[Any]:
+    """amqtt's ``Broker`` with the hub's own traffic let through without asking the topic plugins.
+
+    amqtt checks every PUBLISH the hub sends and every message it delivers to the hub by running each topic plugin
+    in a task of its own and waiting for them all; the hub's user may use every topic (its consumer is ``*``), so
+    that work, most of the broker's per-message cost after the packet handling, always ends in "yes". A session
+    has a user name only once :func:`guard_connects` has checked its password, and the hub's user name is never an
+    agent's (those end in ``-agent``).
+    """
+
+    class Broker(base):  # type: ignore[misc]
+        async def _topic_filtering(self, session: Session, topic: str, action: Action) -> bool:
+            if session.username == broker_users.HUB_USER:
+                return True
+            return bool(await super()._topic_filtering(session, topic, action))
+
+    return Broker
+
+
 class UserAuth(BaseAuthPlugin):  # type: ignore[misc]
     """amqtt authentication by the user file (no anonymous clients)."""
 

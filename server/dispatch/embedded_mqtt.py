@@ -8,12 +8,11 @@ consumer's topics: even on one host, nobody reads another consumer's manifests o
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from pathlib import Path
 from typing import Any
 
-from protocol import cork, mqtt_config
+from protocol import mqtt_config
 from server.dispatch import broker_users
 
 log = logging.getLogger(__name__)
@@ -59,7 +58,7 @@ class EmbeddedBroker:
         from server.dispatch import embedded_access
 
         key = embedded_access.register(self.users)
-        self._broker = _broker_class(Broker)(
+        self._broker = embedded_access.broker_class(Broker)(
             {
                 "listeners": {"default": {"type": "tcp", "bind": f"{self.host}:{self.port}"}},
                 "plugins": {
@@ -82,41 +81,3 @@ class EmbeddedBroker:
         broker, self._broker = self._broker, None
         if broker is not None:
             await broker.shutdown()
-
-
-def _broker_class(base: type[Any]) -> type[Any]:
-    """amqtt's ``Broker`` with less work per message (the same packets, checks and deliveries).
-
-    * The hub's own publishes and deliveries skip the topic plugins: amqtt runs each plugin in a task of its own
-      and waits for them all, per message, and for the hub's user (consumer ``*``) the answer is always yes. A
-      session has a user name only once :func:`~server.dispatch.embedded_access.guard_connects` checked its
-      password, and the hub's user name is never an agent's (those end in ``-agent``).
-    * Each connection's writes are corked per loop iteration (:mod:`protocol.cork`): the PUBACKs of a dispatch
-      batch go back to the hub in one send rather than one each.
-    """
-    from amqtt.adapters import StreamReaderAdapter, StreamWriterAdapter
-    from amqtt.contexts import Action
-    from amqtt.session import Session
-
-    class CorkedWriter(StreamWriterAdapter):  # type: ignore[misc]
-        def __init__(self, writer: asyncio.StreamWriter) -> None:
-            super().__init__(writer)
-            self._cork = cork.for_transport(writer.transport)
-
-        def write(self, data: bytes) -> None:
-            if self._cork is not None and not self.is_closed:
-                self._cork()
-            super().write(data)
-
-    class Broker(base):  # type: ignore[misc]
-        async def stream_connected(
-            self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, listener_name: str
-        ) -> None:
-            await self._client_connected(listener_name, StreamReaderAdapter(reader), CorkedWriter(writer))
-
-        async def _topic_filtering(self, session: Session, topic: str, action: Action) -> bool:
-            if session.username == broker_users.HUB_USER:
-                return True
-            return bool(await super()._topic_filtering(session, topic, action))
-
-    return Broker
