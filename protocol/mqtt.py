@@ -389,6 +389,12 @@ class Broker:
             raise ValueError(f"invalid QoS {qos}")
         if message.user_properties and not self.binary_mode:
             raise ProtocolError("user properties (binary mode) need MQTT 5; encode with binary=False")
+        link = self._link
+        if self._ready.is_set() and link is not None and not link.lost.is_set():
+            # NB: connected with a free slot (the usual case): send now, without arming a timeout per message.
+            self._check_size(topic, message, link)
+            if qos == 0 or self._window.try_acquire():
+                return self._dispatch(link, topic, message, qos)
         limit = timeout if timeout is not None else self._publish_timeout
         try:
             async with asyncio.timeout(limit):
@@ -399,11 +405,8 @@ class Broker:
                     link = self._link
                     assert link is not None
                     self._check_size(topic, message, link)
-                    future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
                     if qos == 0:
-                        self._send_raw(link, topic, message, 0)
-                        future.set_result(None)
-                        return future
+                        return self._dispatch(link, topic, message, 0)
                     await self._window.acquire()
                     if self._closed:
                         self._window.release()
@@ -412,12 +415,21 @@ class Broker:
                         self._window.release()
                         await asyncio.sleep(0)  # NB: never spin without yielding to the supervisor.
                         continue
-                    self._send(link, _Pending(topic=topic, message=message, qos=qos, future=future))
-                    return future
+                    return self._dispatch(link, topic, message, qos)
         except TimeoutError:
             if not self._ready.is_set():
                 raise NotConnectedError(f"not connected to the broker for {limit}s") from None
             raise PublishTimeoutError(f"in-flight window stayed full for {limit}s") from None
+
+    def _dispatch(self, link: _Link, topic: str, message: MQTTMessage, qos: int) -> asyncio.Future[None]:
+        """Send on ``link`` (for QoS 1/2 the caller holds a window slot); the future resolves on PUBACK."""
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if qos == 0:
+            self._send_raw(link, topic, message, 0)
+            future.set_result(None)
+        else:
+            self._send(link, _Pending(topic=topic, message=message, qos=qos, future=future))
+        return future
 
     async def drain(self, *, timeout: float | None = None) -> None:
         """Wait until every QoS 1/2 publish so far is acknowledged."""
