@@ -138,7 +138,10 @@ class _Link:
         self.session_present = False
         self.connack: dict[str, Any] = {}
         self.storage = _AckStorage(self)
-        self.corked = False
+        self.sent = False
+        """Whether this loop iteration published on this link already (see :func:`_cork`)."""
+        self.corked: Any = None
+        """The socket while corked."""
         config = broker.config
         kwargs: dict[str, Any] = {}
         if config.protocol_version == 5 and config.session_expiry > 0:
@@ -694,14 +697,20 @@ _TCP_CORK: Final[int | None] = getattr(socket, "TCP_CORK", None)
 
 
 def _cork(link: _Link) -> None:
-    """Hold the publishes of this event loop iteration in the kernel and send them together after it.
+    """Hold the second and later publishes of this event loop iteration in the kernel; send them together after it.
 
     Each publish is a ``send`` of its own; on loopback every send also runs the broker's receive path, which
     made the sends most of a dispatch round's CPU. Corking the socket (Linux ``TCP_CORK``) until the loop's
     next iteration sends a batch's publishes as one train of full segments instead: the same bytes, in the
-    same order, later by at most one loop iteration. A no-op where the option or the socket is not available.
+    same order, later by at most one loop iteration. The first publish of an iteration goes out at once, uncorked:
+    a lone publish would only pay two ``setsockopt`` calls for nothing. A no-op where the option or the socket is
+    not available.
     """
-    if link.corked or _TCP_CORK is None:
+    if link.corked is not None or _TCP_CORK is None:
+        return
+    if not link.sent:
+        link.sent = True
+        asyncio.get_running_loop().call_soon(_uncork, link)
         return
     transport = getattr(getattr(link.client, "_connection", None), "_transport", None)
     sock = transport.get_extra_info("socket") if transport is not None else None
@@ -711,11 +720,12 @@ def _cork(link: _Link) -> None:
         sock.setsockopt(socket.IPPROTO_TCP, _TCP_CORK, 1)
     except OSError:
         return
-    link.corked = True
-    asyncio.get_running_loop().call_soon(_uncork, link, sock)
+    link.corked = sock
 
 
-def _uncork(link: _Link, sock: Any) -> None:
-    link.corked = False
-    with contextlib.suppress(OSError):
-        sock.setsockopt(socket.IPPROTO_TCP, _TCP_CORK, 0)
+def _uncork(link: _Link) -> None:
+    """The end of the loop iteration that published on ``link``: send what it corked."""
+    sock, link.corked, link.sent = link.corked, None, False
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.IPPROTO_TCP, _TCP_CORK, 0)
