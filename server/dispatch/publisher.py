@@ -13,10 +13,11 @@ How it runs (one lifespan-owned :meth:`Dispatcher.run`):
 * Work is queued **per consumer** and ``concurrency`` workers serve the consumers round robin, at most one batch
   per consumer at a time, so thousands of deletes on one consumer delay another consumer's create by one batch
   at most.
-* A batch reads the rows *after* the events were read, publishes each row's current state (a deleting row only
-  ever as a delete), waits for the broker's acknowledgements, and marks exactly the events it read as
-  reconciled. Failed publishes go back to their consumer's queue with per-resource exponential backoff; they
-  never hold up anything else.
+* A batch publishes each row's state as read *after* its events were read, or with them: the sweep reads the rows
+  of its first ``batch_size * concurrency`` resources in the same snapshot as their events, and a batch reads those
+  of the others. It publishes that state (a deleting row only ever as a delete), waits for the broker's
+  acknowledgements, and marks exactly the events it read as reconciled. Failed publishes go back to their
+  consumer's queue with per-resource exponential backoff; they never hold up anything else.
 
 At-least-once: a crash between the publish and the marking publishes again; agents drop duplicates by version.
 """
@@ -56,6 +57,9 @@ class _Item:
     first_written: datetime
     attempts: int = 0
     not_before: float = 0.0
+    read: bool = False
+    """Whether ``row`` is the resource as of a snapshot that has all of ``event_ids`` (None: it is gone)."""
+    row: ResourceRow | None = None
 
 
 @dataclasses.dataclass
@@ -193,10 +197,13 @@ class Dispatcher:
                 self._order.append(d.consumer_name)
             item = queue.items.get(d.resource_id)
             if item is None:
-                queue.items[d.resource_id] = _Item(d.resource_id, set(d.event_ids), d.first_written)
+                queue.items[d.resource_id] = _Item(
+                    d.resource_id, set(d.event_ids), d.first_written, read=d.read, row=d.row
+                )
                 added += 1
             else:
                 item.event_ids.update(d.event_ids)
+                item.read, item.row = d.read, d.row  # NB: this snapshot has the new events too; or read it later.
         for name, queue in self._consumers.items():
             queue.saturated = counts[name] >= self.per_consumer_scan
         self._update_gauge()
@@ -206,7 +213,9 @@ class Dispatcher:
 
     async def _pending(self) -> list[outbox.Dirty]:
         async with connection(self.database) as conn:
-            return await outbox.pending(conn, per_consumer=self.per_consumer_scan)
+            return await outbox.pending(
+                conn, per_consumer=self.per_consumer_scan, rows=self.batch_size * self.concurrency
+            )
 
     async def _rows(self, ids: list[str]) -> dict[str, ResourceRow]:
         async with connection(self.database) as conn:
@@ -301,7 +310,10 @@ class Dispatcher:
         return self.backoff.delay(attempt)
 
     async def _publish_batch(self, consumer: str, batch: list[_Item]) -> list[_Outcome]:
-        rows = await guard.finish(self._rows([i.resource_id for i in batch]))
+        rows = {i.resource_id: i.row for i in batch if i.read and i.row is not None}
+        unread = [i.resource_id for i in batch if not i.read]
+        if unread:
+            rows.update(await guard.finish(self._rows(unread)))
         topic = wire.source_events_topic(self.source_events, source=self.source_id, consumer=consumer)
         sent: list[tuple[_Item, str, asyncio.Future[None] | None]] = []
         outcomes: list[_Outcome] = []
