@@ -196,8 +196,12 @@ def percentile(sorted_values: list[float], q: float) -> float:
     return sorted_values[index]
 
 
-async def run_level(base: str, *, concurrency: int, count: int, tag: str) -> dict[str, float]:
-    """``count`` creates from ``concurrency`` workers, each on its own keep-alive connection.
+async def run_level(
+    base: str, *, concurrency: int, count: int, tag: str, rate: float | None = None
+) -> dict[str, float]:
+    """``count`` creates from ``concurrency`` workers, each on its own keep-alive connection; with ``rate``, create
+    number i is not sent before i / ``rate`` seconds from the start (an open-loop pace that the hub's speed does not
+    change, so runs on a busy machine batch the same way and their CPU per create compare).
 
     NB: one httpx client per worker (a pool of one connection each) rather than one client with a pool of
     ``concurrency``: httpx's pool scans its connections on every request, and with 64 of them the client alone
@@ -206,22 +210,25 @@ async def run_level(base: str, *, concurrency: int, count: int, tag: str) -> dic
     latencies: list[float] = []
     errors = 0
     next_index = 0
+    start = 0.0
 
     async def worker(client: httpx.AsyncClient) -> None:
         nonlocal next_index, errors
         while next_index < count:
             i = next_index
             next_index += 1
+            if rate:
+                await asyncio.sleep(max(0.0, start + i / rate - time.perf_counter()))
             manifest = copy.deepcopy(NGINX)
             manifest["metadata"]["name"] = f"nginx-{tag}-{i}"
             body = {"consumer_name": "cluster1", "name": f"nginx-{tag}-{i}", "manifest": manifest}
-            start = time.perf_counter()
+            sent = time.perf_counter()
             try:
                 response = await client.post("/api/maestro/v1/resources", json=body)
                 ok = response.status_code == 201
             except httpx.HTTPError:
                 ok = False
-            latencies.append(time.perf_counter() - start)
+            latencies.append(time.perf_counter() - sent)
             if not ok:
                 errors += 1
 
@@ -260,12 +267,12 @@ async def run_level(base: str, *, concurrency: int, count: int, tag: str) -> dic
     }
 
 
-async def bench(base: str, *, levels: list[int], count: int) -> list[dict[str, float]]:
+async def bench(base: str, *, levels: list[int], count: int, rate: float | None = None) -> list[dict[str, float]]:
     async with httpx.AsyncClient(base_url=base) as client:
         response = await client.post("/api/maestro/v1/consumers", json={"name": "cluster1"})
         response.raise_for_status()
     await run_level(base, concurrency=8, count=200, tag="warmup")
-    return [await run_level(base, concurrency=c, count=count, tag=f"c{c}") for c in levels]
+    return [await run_level(base, concurrency=c, count=count, tag=f"c{c}", rate=rate) for c in levels]
 
 
 HEADER = (
@@ -300,6 +307,9 @@ def main() -> int:
         action="store_true",
         help="deliver through a throwaway mosquitto rather than the hub's embedded broker (in the hub process)",
     )
+    parser.add_argument(
+        "--rate", type=float, help="pace the creates at this many per second (open loop) instead of as fast as possible"
+    )
     args = parser.parse_args()
     levels = [int(c) for c in args.concurrency.split(",")]
     worker_counts = [int(w) for w in args.http_workers.split(",")]
@@ -319,7 +329,7 @@ def main() -> int:
                 POSTMASTER_PID = postmaster_pid(url)
                 pool = args.db_max_open_connections
                 with server(url, max_db_connections=pool, http_workers=workers, mqtt_config=mqtt) as base:
-                    run = asyncio.run(bench(base, levels=levels, count=args.requests))
+                    run = asyncio.run(bench(base, levels=levels, count=args.requests, rate=args.rate))
                 for r in run:
                     r["workers"] = workers
                     print(_row(r), flush=True)

@@ -203,7 +203,7 @@ def _write_data(data: object, content_type: str) -> bytes:
     if isinstance(data, str) and not _JSON_TYPE.match(content_type):
         return data.encode("utf-8")
     try:
-        return json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+        return types.to_json(data).encode("utf-8")
     except (TypeError, ValueError) as exc:
         raise ProtocolError(f"event data cannot be encoded as JSON: {exc}") from None
 

@@ -52,7 +52,7 @@ def to_proto(event: CloudEvent) -> pb.CloudEvent:
     elif isinstance(data, str):
         message.binary_data = data.encode("utf-8")
     elif data is not None:
-        message.binary_data = json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+        message.binary_data = types.to_json(data).encode("utf-8")
     return message
 
 

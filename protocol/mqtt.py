@@ -138,7 +138,10 @@ class _Link:
         self.session_present = False
         self.connack: dict[str, Any] = {}
         self.storage = _AckStorage(self)
-        self.corked = False
+        self.sent = False
+        """Whether this loop iteration published on this link already (see :func:`_cork`)."""
+        self.corked: Any = None
+        """The socket while corked."""
         config = broker.config
         kwargs: dict[str, Any] = {}
         if config.protocol_version == 5 and config.session_expiry > 0:
@@ -392,6 +395,12 @@ class Broker:
             raise ValueError(f"invalid QoS {qos}")
         if message.user_properties and not self.binary_mode:
             raise ProtocolError("user properties (binary mode) need MQTT 5; encode with binary=False")
+        link = self._link
+        if self._ready.is_set() and link is not None and not link.lost.is_set():
+            # NB: connected with a free slot (the usual case): send now, without arming a timeout per message.
+            self._check_size(topic, message, link)
+            if qos == 0 or self._window.try_acquire():
+                return self._dispatch(link, topic, message, qos)
         limit = timeout if timeout is not None else self._publish_timeout
         try:
             async with asyncio.timeout(limit):
@@ -402,11 +411,8 @@ class Broker:
                     link = self._link
                     assert link is not None
                     self._check_size(topic, message, link)
-                    future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
                     if qos == 0:
-                        self._send_raw(link, topic, message, 0)
-                        future.set_result(None)
-                        return future
+                        return self._dispatch(link, topic, message, 0)
                     await self._window.acquire()
                     if self._closed:
                         self._window.release()
@@ -415,12 +421,21 @@ class Broker:
                         self._window.release()
                         await asyncio.sleep(0)  # NB: never spin without yielding to the supervisor.
                         continue
-                    self._send(link, _Pending(topic=topic, message=message, qos=qos, future=future))
-                    return future
+                    return self._dispatch(link, topic, message, qos)
         except TimeoutError:
             if not self._ready.is_set():
                 raise NotConnectedError(f"not connected to the broker for {limit}s") from None
             raise PublishTimeoutError(f"in-flight window stayed full for {limit}s") from None
+
+    def _dispatch(self, link: _Link, topic: str, message: MQTTMessage, qos: int) -> asyncio.Future[None]:
+        """Send on ``link`` (for QoS 1/2 the caller holds a window slot); the future resolves on PUBACK."""
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if qos == 0:
+            self._send_raw(link, topic, message, 0)
+            future.set_result(None)
+        else:
+            self._send(link, _Pending(topic=topic, message=message, qos=qos, future=future))
+        return future
 
     async def drain(self, *, timeout: float | None = None) -> None:
         """Wait until every QoS 1/2 publish so far is acknowledged."""
@@ -685,14 +700,20 @@ _TCP_CORK: Final[int | None] = getattr(socket, "TCP_CORK", None)
 
 
 def _cork(link: _Link) -> None:
-    """Hold the publishes of this event loop iteration in the kernel and send them together after it.
+    """Hold the second and later publishes of this event loop iteration in the kernel; send them together after it.
 
     Each publish is a ``send`` of its own; on loopback every send also runs the broker's receive path, which
     made the sends most of a dispatch round's CPU. Corking the socket (Linux ``TCP_CORK``) until the loop's
     next iteration sends a batch's publishes as one train of full segments instead: the same bytes, in the
-    same order, later by at most one loop iteration. A no-op where the option or the socket is not available.
+    same order, later by at most one loop iteration. The first publish of an iteration goes out at once, uncorked:
+    a lone publish would only pay two ``setsockopt`` calls for nothing. A no-op where the option or the socket is
+    not available.
     """
-    if link.corked or _TCP_CORK is None:
+    if link.corked is not None or _TCP_CORK is None:
+        return
+    if not link.sent:
+        link.sent = True
+        asyncio.get_running_loop().call_soon(_uncork, link)
         return
     transport = getattr(getattr(link.client, "_connection", None), "_transport", None)
     sock = transport.get_extra_info("socket") if transport is not None else None
@@ -702,11 +723,12 @@ def _cork(link: _Link) -> None:
         sock.setsockopt(socket.IPPROTO_TCP, _TCP_CORK, 1)
     except OSError:
         return
-    link.corked = True
-    asyncio.get_running_loop().call_soon(_uncork, link, sock)
+    link.corked = sock
 
 
-def _uncork(link: _Link, sock: Any) -> None:
-    link.corked = False
-    with contextlib.suppress(OSError):
-        sock.setsockopt(socket.IPPROTO_TCP, _TCP_CORK, 0)
+def _uncork(link: _Link) -> None:
+    """The end of the loop iteration that published on ``link``: send what it corked."""
+    sock, link.corked, link.sent = link.corked, None, False
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.IPPROTO_TCP, _TCP_CORK, 0)

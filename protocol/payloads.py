@@ -8,7 +8,6 @@ loudly as :class:`ProtocolError`.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, Final, Literal, NotRequired, TypedDict
@@ -191,7 +190,7 @@ def work_metadata(
             meta[key] = dict(sorted(meta[key].items()))
     ordered: dict[str, Any] = {k: meta[k] for k in OBJECT_META_KEYS if k in meta}
     ordered.update(sorted((k, v) for k, v in meta.items() if k not in ordered))
-    return json.dumps(ordered, separators=(",", ":"), ensure_ascii=False)
+    return types.to_json(ordered)
 
 
 def _entries(data: object, key: str) -> list[dict[str, Any]]:

@@ -9,11 +9,10 @@ resync means "send me everything" and an empty spec resync means "I have nothing
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Sequence
 from typing import Any, Final, TypeVar
 
-from protocol import payloads
+from protocol import payloads, types
 from protocol.errors import PayloadTooLargeError
 
 DEFAULT_MAX_BYTES: Final = 512 * 1024
@@ -22,11 +21,8 @@ DEFAULT_MAX_ITEMS: Final = 1000
 T = TypeVar("T")
 
 
-_COMPACT = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
-
-
 def _size(value: Any) -> int:
-    return len(_COMPACT.encode(value).encode("utf-8"))
+    return len(types.to_json(value).encode("utf-8"))
 
 
 def batches(

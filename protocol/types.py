@@ -13,6 +13,7 @@ anything else.
 from __future__ import annotations
 
 import dataclasses
+import json
 import re
 from datetime import UTC, datetime
 from typing import Any, Final, Literal
@@ -137,6 +138,11 @@ def parse_timestamp(name: str, value: object) -> datetime:
     else:
         raise ProtocolError(f"{name} must be a timestamp, got {type(value).__name__}")
     return result if result.tzinfo is not None else result.replace(tzinfo=UTC)
+
+
+to_json: Final = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+"""Compact JSON text, as ``json.dumps(value, separators=(",", ":"), ensure_ascii=False)`` writes it, without building
+an encoder per call (a noticeable share of the cost for the small documents of every spec event)."""
 
 
 def format_timestamp(value: datetime) -> str:

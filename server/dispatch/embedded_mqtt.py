@@ -58,7 +58,7 @@ class EmbeddedBroker:
         from server.dispatch import embedded_access
 
         key = embedded_access.register(self.users)
-        self._broker = Broker(
+        self._broker = embedded_access.broker_class(Broker)(
             {
                 "listeners": {"default": {"type": "tcp", "bind": f"{self.host}:{self.port}"}},
                 "plugins": {

@@ -13,10 +13,11 @@ How it runs (one lifespan-owned :meth:`Dispatcher.run`):
 * Work is queued **per consumer** and ``concurrency`` workers serve the consumers round robin, at most one batch
   per consumer at a time, so thousands of deletes on one consumer delay another consumer's create by one batch
   at most.
-* A batch reads the rows *after* the events were read, publishes each row's current state (a deleting row only
-  ever as a delete), waits for the broker's acknowledgements, and marks exactly the events it read as
-  reconciled. Failed publishes go back to their consumer's queue with per-resource exponential backoff; they
-  never hold up anything else.
+* A batch publishes each row's state as read *after* its events were read, or with them: the sweep reads the rows
+  of its first ``batch_size * concurrency`` resources in the same snapshot as their events, and a batch reads those
+  of the others. It publishes that state (a deleting row only ever as a delete), waits for the broker's
+  acknowledgements, and marks exactly the events it read as reconciled. Failed publishes go back to their
+  consumer's queue with per-resource exponential backoff; they never hold up anything else.
 
 At-least-once: a crash between the publish and the marking publishes again; agents drop duplicates by version.
 """
@@ -40,7 +41,7 @@ from server.dispatch import guard, listen, metrics, wire
 from server.errors import DatabaseUnavailable
 from server.settings import Settings
 from server.store import logs, outbox, resources
-from server.store.db import connection, transaction
+from server.store.db import connection
 from server.store.rows import ResourceRow
 
 log = logging.getLogger(__name__)
@@ -56,6 +57,9 @@ class _Item:
     first_written: datetime
     attempts: int = 0
     not_before: float = 0.0
+    read: bool = False
+    """Whether ``row`` is the resource as of a snapshot that has all of ``event_ids`` (None: it is gone)."""
+    row: ResourceRow | None = None
 
 
 @dataclasses.dataclass
@@ -169,9 +173,10 @@ class Dispatcher:
         dirty = await guard.finish(self._pending())
         if self.owns is not None:
             owns = self.owns
-            dirty = [d for d in dirty if owns(d.consumer_name)]
+            owned = {name: owns(name) for name in {d.consumer_name for d in dirty}.union(self._consumers)}
+            dirty = [d for d in dirty if owned[d.consumer_name]]
             for name, held in self._consumers.items():
-                if not owns(name):  # NB: handed over to another replica; its events stay pending for the owner.
+                if not owned[name]:  # NB: handed over to another replica; its events stay pending for the owner.
                     held.items.clear()
         self.sweeps += 1
         self._rescan = False
@@ -188,10 +193,13 @@ class Dispatcher:
                 self._order.append(d.consumer_name)
             item = queue.items.get(d.resource_id)
             if item is None:
-                queue.items[d.resource_id] = _Item(d.resource_id, set(d.event_ids), d.first_written)
+                queue.items[d.resource_id] = _Item(
+                    d.resource_id, set(d.event_ids), d.first_written, read=d.read, row=d.row
+                )
                 added += 1
             else:
                 item.event_ids.update(d.event_ids)
+                item.read, item.row = d.read, d.row  # NB: this snapshot has the new events too; or read it later.
         for name, queue in self._consumers.items():
             queue.saturated = counts[name] >= self.per_consumer_scan
         self._update_gauge()
@@ -201,14 +209,16 @@ class Dispatcher:
 
     async def _pending(self) -> list[outbox.Dirty]:
         async with connection(self.database) as conn:
-            return await outbox.pending(conn, per_consumer=self.per_consumer_scan)
+            return await outbox.pending(
+                conn, per_consumer=self.per_consumer_scan, rows=self.batch_size * self.concurrency
+            )
 
     async def _rows(self, ids: list[str]) -> dict[str, ResourceRow]:
         async with connection(self.database) as conn:
             return {r.id: r for r in await resources.get_many(conn, ids)}
 
     async def _mark(self, event_ids: list[int]) -> None:
-        async with transaction(self.database) as conn:
+        async with connection(self.database) as conn:  # NB: one UPDATE, atomic without a BEGIN and a COMMIT.
             await outbox.mark_reconciled(conn, event_ids)
 
     # --- working ---------------------------------------------------------------------------------------------
@@ -296,7 +306,10 @@ class Dispatcher:
         return self.backoff.delay(attempt)
 
     async def _publish_batch(self, consumer: str, batch: list[_Item]) -> list[_Outcome]:
-        rows = await guard.finish(self._rows([i.resource_id for i in batch]))
+        rows = {i.resource_id: i.row for i in batch if i.read and i.row is not None}
+        unread = [i.resource_id for i in batch if not i.read]
+        if unread:
+            rows.update(await guard.finish(self._rows(unread)))
         topic = wire.source_events_topic(self.source_events, source=self.source_id, consumer=consumer)
         sent: list[tuple[_Item, str, asyncio.Future[None] | None]] = []
         outcomes: list[_Outcome] = []
@@ -321,26 +334,21 @@ class Dispatcher:
                 outcomes.append(_Outcome(item, ok=False, reason=type(exc).__name__))
                 continue
             sent.append((item, _action(row), future))
-        done: list[tuple[_Item, str]] = []
-        for item, action, pending in sent:
-            if pending is None:
-                done.append((item, action))
-                continue
-            try:
-                async with asyncio.timeout(self.publish_timeout):
-                    await asyncio.shield(pending)
-            except TimeoutError:
-                outcomes.append(_Outcome(item, ok=False, reason="ack_timeout"))
-                continue
-            except asyncio.CancelledError:
-                # NB: either we are being cancelled (whatever state the publish is in by then, even done), or the
-                # adapter cancelled the publish when it closed; only the latter is a failed publish to retry.
-                task = asyncio.current_task()
-                if not pending.cancelled() or (task is not None and task.cancelling()):
-                    raise
-                outcomes.append(_Outcome(item, ok=False, reason="ack_cancelled"))
-                continue
-            done.append((item, action))
+        done = [(item, action) for item, action, future in sent if future is None]
+        futures = {future: (item, action) for item, action, future in sent if future is not None}
+        if futures:
+            # NB: one wait for the whole batch. It cancels no publish, neither on its timeout nor when we are
+            # cancelled (that raises here); a publish the adapter cancelled when it closed failed and is retried.
+            acked, _ = await asyncio.wait(list(futures), timeout=self.publish_timeout)
+            for future, (item, action) in futures.items():
+                if future not in acked:
+                    outcomes.append(_Outcome(item, ok=False, reason="ack_timeout"))
+                elif future.cancelled():
+                    outcomes.append(_Outcome(item, ok=False, reason="ack_cancelled"))
+                elif (error := future.exception()) is not None:
+                    outcomes.append(_Outcome(item, ok=False, reason=type(error).__name__))
+                else:
+                    done.append((item, action))
         if done:
             await guard.finish(self._mark([e for item, _ in done for e in item.event_ids]))
             now = datetime.now(UTC)

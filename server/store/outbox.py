@@ -4,6 +4,10 @@ An ``events`` row is pending while ``reconciled_date`` is NULL. The dispatcher p
 each dirty resource, so several pending events of one resource become one message. It marks exactly the rows it
 read as reconciled (by id, never "everything up to id N"): an event committed after the read, even one holding a
 lower id, stays pending and is published on the next sweep.
+
+The sweep's read also returns the rows of the first few dirty resources, read in the same statement and so in the same
+snapshot as their events: a row read with its events reflects at least those events, so the dispatcher may publish it
+without reading it again (one round trip per dispatch round fewer).
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from server.store.db import Conn
+from server.store.rows import ResourceRow
 
 
 @dataclass(frozen=True)
@@ -24,30 +29,41 @@ class Dirty:
     event_ids: tuple[int, ...]
     first_written: datetime
     """When the oldest pending event was written (for the write→published latency)."""
+    read: bool = False
+    """Whether ``row`` was read with the events (then None means the resource is gone)."""
+    row: ResourceRow | None = None
 
 
-async def pending(conn: Conn, *, per_consumer: int = 500) -> list[Dirty]:
-    """Dirty resources, at most ``per_consumer`` of each consumer, oldest first within a consumer.
+async def pending(conn: Conn, *, per_consumer: int = 500, rows: int = 0) -> list[Dirty]:
+    """Dirty resources, at most ``per_consumer`` of each consumer, oldest first within a consumer; the first ``rows``
+    of them (in that order) with their row, read in the same snapshot as their events.
 
     The per-consumer cap keeps one consumer's storm from filling the page: every consumer with pending work
     appears in every sweep.
     """
-    rows = await conn.fetch(
-        "SELECT source_id, consumer_name, ids, first_written FROM ("
-        " SELECT source_id, consumer_name, array_agg(id ORDER BY id) AS ids, min(created_at) AS first_written,"
-        "  row_number() OVER (PARTITION BY consumer_name ORDER BY min(id)) AS rank"
-        " FROM events WHERE reconciled_date IS NULL GROUP BY source_id, consumer_name) AS d"
-        " WHERE rank <= $1 ORDER BY consumer_name, rank",
+    records = await conn.fetch(
+        "SELECT d.source_id AS dirty_id, d.consumer_name AS dirty_consumer, d.ids, d.first_written,"
+        " d.n <= $2 AS read, r.* FROM ("
+        "  SELECT *, row_number() OVER (ORDER BY consumer_name, rank) AS n FROM ("
+        "   SELECT source_id, consumer_name, array_agg(id ORDER BY id) AS ids, min(created_at) AS first_written,"
+        "    row_number() OVER (PARTITION BY consumer_name ORDER BY min(id)) AS rank"
+        "   FROM events WHERE reconciled_date IS NULL GROUP BY source_id, consumer_name) AS g"
+        "  WHERE rank <= $1) AS d"
+        " LEFT JOIN resources r ON r.id = d.source_id AND d.n <= $2"
+        " ORDER BY d.n",
         per_consumer,
+        rows,
     )
     return [
         Dirty(
-            resource_id=r["source_id"],
-            consumer_name=r["consumer_name"],
+            resource_id=r["dirty_id"],
+            consumer_name=r["dirty_consumer"],
             event_ids=tuple(r["ids"]),
             first_written=r["first_written"],
+            read=r["read"],
+            row=ResourceRow.of(r) if r["id"] is not None else None,
         )
-        for r in rows
+        for r in records
     ]
 
 
