@@ -9,8 +9,10 @@ import databases
 import pytest
 
 from protocol import cloudevents_mqtt
+from protocol.backoff import Backoff
 from server.dispatch import metrics, publisher
 from server.services import consumers, resources
+from server.settings import Settings
 from server.store import db as store_db
 from tests.integration.dispatch_support import eventually
 
@@ -52,17 +54,14 @@ async def test_an_unacknowledged_publish_is_retried_alone_and_the_rest_of_its_ba
         created = await resources.create_single(database, {"consumer_name": "acks", "manifest": manifest}, source="s")
         ids.append(created.row.id)
     held = HeldPublisher()
-    dispatcher = publisher.Dispatcher(
-        database,
-        held,
-        dsn=None,
-        source_id="maestro",
-        source_events="sources/maestro/consumers/+/sourceevents",
-        poll_interval=0.1,
-        concurrency=1,
+    settings = Settings.of(
+        dispatch_poll_interval=0.1,
+        dispatch_concurrency=1,
         publish_timeout=0.5,
-        backoff_min=0.05,
-        backoff_max=0.1,
+        publish_backoff=Backoff(min=0.05, max=0.1),
+    )
+    dispatcher = publisher.Dispatcher(
+        database, held, settings, dsn=None, source_events="sources/maestro/consumers/+/sourceevents"
     )
     timeouts = metrics.SPEC_PUBLISH_ERRORS.labels("ack_timeout")._value.get()
     running = asyncio.create_task(dispatcher.run())
