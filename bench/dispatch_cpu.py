@@ -32,6 +32,7 @@ from bench.rest_creates import NGINX, fresh_database, throwaway_postgres  # noqa
 from protocol import mqtt, mqtt_config  # noqa: E402
 from server.dispatch import embedded_mqtt, metrics, publisher  # noqa: E402
 from server.services import consumers, resources  # noqa: E402
+from server.settings import Settings  # noqa: E402
 from server.store import db as store_db  # noqa: E402
 from tests.fixtures.postgres import free_port  # noqa: E402
 
@@ -49,14 +50,9 @@ async def measure(db_url: str, config: mqtt_config.MQTTConfig, *, batch: int, ro
     try:
         await consumers.create(database, {"name": "cluster1"})
         async with mqtt.Broker(config, client_id=f"bench-{tag}") as broker:
+            settings = Settings.of(source_id=SOURCE, dispatch_poll_interval=3600, dispatch_coalesce=0)
             dispatcher = publisher.Dispatcher(
-                database,
-                broker,
-                dsn=None,
-                source_id=SOURCE,
-                source_events=config.topics.source_events,
-                poll_interval=3600,
-                coalesce=0,
+                database, broker, settings, dsn=None, source_events=config.topics.source_events
             )
             running = asyncio.create_task(dispatcher.run())
             try:
