@@ -104,6 +104,26 @@ async def test_first_page_total_and_the_last_page(
     assert (searched["items"], searched["total"], searched["next"]) == ([], 0, None)
 
 
+async def test_first_page_total_counts_what_the_search_matches(
+    client: httpx.AsyncClient, database: databases.Database, cluster1: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ids = sorted(str(uuid.uuid4()) for _ in range(9))
+    await insert(database, ids)
+    wanted = ids[:6]
+    search = f"id in ({', '.join(repr(i) for i in wanted)})"
+    first = (await client.get(BUNDLES, params={"after": "", "size": 4, "search": search})).json()
+    assert (first["size"], first["total"]) == (4, 6)
+    second = (await client.get(BUNDLES, params={"after": first["next"], "size": 4, "search": search})).json()
+    assert (second["page"], second["size"], second["total"], second["next"]) == (2, 2, 6, None)
+    assert {i["id"] for i in first["items"] + second["items"]} == set(wanted)
+    # Past the exact limit the first page's total is an estimate, never below the rows counted.
+    monkeypatch.setattr(listing, "EXACT_TOTAL_LIMIT", 3)
+    estimated = (await client.get(BUNDLES, params={"after": "", "size": 2})).json()
+    assert estimated["total"] >= 4
+    later = (await client.get(BUNDLES, params={"after": estimated["next"], "size": 2})).json()
+    assert later["total"] == estimated["total"]
+
+
 async def test_without_after_the_envelope_is_upstreams(
     client: httpx.AsyncClient, database: databases.Database, cluster1: None
 ) -> None:
