@@ -46,9 +46,19 @@ async def init_connection(conn: asyncpg.Connection) -> None:
         await conn.set_type_codec(typename, encoder=_dumps, decoder=json.loads, schema="pg_catalog")
 
 
+async def _release(conn: asyncpg.Connection) -> None:
+    """What a connection needs on its way back to the pool beyond asyncpg's own rollback of an open transaction:
+    nothing, and no round trip to PostgreSQL for it. asyncpg's default sends ``RESET ALL``, ``UNLISTEN *``,
+    ``CLOSE ALL`` and ``pg_advisory_unlock_all()`` after every use, for session state the store never leaves on
+    a pooled connection (settings are ``SET LOCAL``, cursors live in transactions, LISTEN has its own
+    connection, no advisory locks): one more wait on PostgreSQL per request, per page of a list."""
+
+
 def database(url: str, *, max_size: int = 50) -> databases.Database:
     """A pool for ``url`` (not yet connected)."""
-    return databases.Database(dsn.for_databases(url), min_size=1, max_size=max_size, init=init_connection)
+    return databases.Database(
+        dsn.for_databases(url), min_size=1, max_size=max_size, init=init_connection, reset=_release
+    )
 
 
 @asynccontextmanager
