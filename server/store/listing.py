@@ -8,9 +8,10 @@ Two ways through a list: by page number (``page``/``size``, upstream's, ``LIMIT/
 
 - by page number, exact on every page, as upstream; it is counted only when the page itself cannot tell (a page
   that is neither full nor empty past the first ends the list, so ``total`` is the rows before it plus its own);
-- by cursor, counted once on the walk's first page and carried in ``next`` to the later ones (it is the total as
-  the walk started). Exact up to :data:`EXACT_TOTAL_LIMIT`; past it, PostgreSQL's planner estimate (so a first
-  page costs the same at any table size), never less than the limit plus one.
+- by cursor, counted once on the walk's first page (in that page's own query, no second round trip) and carried in
+  ``next`` to the later ones (it is the total as the walk started). Exact up to :data:`EXACT_TOTAL_LIMIT`; past it,
+  PostgreSQL's planner estimate (so a first page costs the same at any table size), never less than the limit plus
+  one.
 """
 
 from __future__ import annotations
@@ -138,19 +139,17 @@ async def _cursor_page(
     keys = keyset.keyset(collection.name, collection.schema, collection.cursor_orders, query.order_by)
     position = keyset.decode(keys, query.after) if query.after else None
     select, select_params = columns(len(params) + 1)
+    selected = [select, *keyset.key_columns(keys)]
     condition, after_params = where, list[object]()
-    if position is not None:
+    if position is None:
+        # NB: counted in the page's own query (an InitPlan, run once), not in a second round trip.
+        selected.append(f"({_upto(collection, where)}) AS _upto")
+    else:
         condition += " AND " + keys.after_sql(len(params) + len(select_params) + 1)
         after_params = list(position.key)
     n = len(params) + len(select_params) + len(after_params)
     rows = await conn.fetch(
-        _paged(
-            collection,
-            f"{select}, {', '.join(keyset.key_columns(keys))}",
-            where=condition,
-            order=keys.order_sql,
-            limit=f"LIMIT ${n + 1}",
-        ),
+        _paged(collection, ", ".join(selected), where=condition, order=keys.order_sql, limit=f"LIMIT ${n + 1}"),
         *params,
         *select_params,
         *after_params,
@@ -160,8 +159,10 @@ async def _cursor_page(
     rows = rows[: query.size]
     if position is not None:
         total, number = position.total, position.page + 1
+    elif more:
+        total, number = await _first_total(conn, collection, where, params, counted=rows[0]["_upto"]), 1
     else:
-        total, number = (await _first_total(conn, collection, where, params) if more else len(rows)), 1
+        total, number = len(rows), 1
     token = None
     if more:
         last = tuple(rows[-1][f"_k{i}"] for i in range(len(keys.columns)))
@@ -193,16 +194,14 @@ async def _count(conn: Conn, collection: Collection, where: str, params: list[ob
     return int(await conn.fetchval(f"SELECT count(*) FROM {collection.table} WHERE {where}", *params))
 
 
-async def _first_total(conn: Conn, collection: Collection, where: str, params: list[object]) -> int:
-    """Exact up to :data:`EXACT_TOTAL_LIMIT`, else the planner's estimate (see the module docstring)."""
-    n = len(params)
-    counted = int(
-        await conn.fetchval(
-            f"SELECT count(*) FROM (SELECT 1 FROM {collection.table} WHERE {where} LIMIT ${n + 1}) AS upto",
-            *params,
-            EXACT_TOTAL_LIMIT + 1,
-        )
-    )
+def _upto(collection: Collection, where: str) -> str:
+    """The number of rows matching ``where``, counted up to :data:`EXACT_TOTAL_LIMIT` plus one."""
+    limit = EXACT_TOTAL_LIMIT + 1
+    return f"SELECT count(*) FROM (SELECT 1 FROM {collection.table} WHERE {where} LIMIT {limit}) AS upto"
+
+
+async def _first_total(conn: Conn, collection: Collection, where: str, params: list[object], *, counted: int) -> int:
+    """``counted`` (:func:`_upto`) when exact, else the planner's estimate (see the module docstring)."""
     if counted <= EXACT_TOTAL_LIMIT:
         return counted
     plan = await conn.fetchval(f"EXPLAIN (FORMAT JSON) SELECT 1 FROM {collection.table} WHERE {where}", *params)

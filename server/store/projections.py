@@ -41,17 +41,26 @@ class Field:
     present: str | None = None
 
 
-_FALSY: Final = "('null', 'false', '0', '\"\"', '[]', '{}')"
+_FALSY: Final = ("null", "false", "0", '""', "[]", "{}")
 """The JSON values Python's ``or`` skips: ``data.get("manifests") or []``."""
+
+
+def _truthy_or_null(value: str) -> str:
+    """``value``, or NULL where Python's ``or`` would skip it; ``value`` is evaluated once (nested ``NULLIF``s
+    read their first argument once, where ``CASE WHEN value ... THEN value`` computes it twice or more, and
+    ``_or`` nests)."""
+    for falsy in _FALSY:
+        value = f"NULLIF({value}, '{falsy}')"
+    return value
 
 
 def _or(value: str, default: str) -> str:
     """``value or default`` as Python reads decoded JSON, on jsonb."""
-    return f"(CASE WHEN {_truthy(value)} THEN {value} ELSE '{default}'::jsonb END)"
+    return f"COALESCE({_truthy_or_null(value)}, '{default}'::jsonb)"
 
 
 def _truthy(value: str) -> str:
-    return f"({value} IS NOT NULL AND {value} NOT IN {_FALSY})"
+    return f"({_truthy_or_null(value)} IS NOT NULL)"
 
 
 def _string(sql: str) -> str:
@@ -89,10 +98,11 @@ BUNDLE: Final = (
     *_common("resources", kind="ResourceBundle", collection="resource-bundles"),
     Field(
         "metadata",
-        "(" + _or("(resources.payload -> 'metadata')", "{}")
-        + " || jsonb_build_object('creationTimestamp', " + _seconds("resources.created_at") + ")"
-        + " || CASE WHEN resources.deleted_at IS NULL THEN '{}'::jsonb"
-        + " ELSE jsonb_build_object('deletionTimestamp', " + _seconds("resources.deleted_at") + ") END)::text",
+        # NB: one ``||`` per row (each rebuilds the object), not a second one with '{}' for a live row.
+        "(" + _or("(resources.payload -> 'metadata')", "{}") + " || CASE WHEN resources.deleted_at IS NULL"
+        + " THEN jsonb_build_object('creationTimestamp', " + _seconds("resources.created_at") + ")"
+        + " ELSE jsonb_build_object('creationTimestamp', " + _seconds("resources.created_at")
+        + ", 'deletionTimestamp', " + _seconds("resources.deleted_at") + ") END)::text",
     ),
     Field("manifests", _or("(resources.payload #> '{data,manifests}')", "[]") + "::text"),
     Field("manifest_configs", _or("(resources.payload #> '{data,manifestConfigs}')", "[]") + "::text"),

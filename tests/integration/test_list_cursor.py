@@ -15,6 +15,7 @@ import databases
 import httpx
 import pytest
 
+from server.services import read_ahead
 from server.store import listing, resources
 from server.store.rows import ResourceType
 from tests.integration.test_search_plans import (  # noqa: F401
@@ -102,6 +103,66 @@ async def test_first_page_total_and_the_last_page(
     assert {i["id"] for i in first["items"]} | {i["id"] for i in last["items"]} == {i["id"] for i in whole["items"]}
     searched = (await client.get(BUNDLES, params={"after": "", "search": "name = 'nothing'"})).json()
     assert (searched["items"], searched["total"], searched["next"]) == ([], 0, None)
+
+
+async def test_first_page_total_counts_what_the_search_matches(
+    client: httpx.AsyncClient, database: databases.Database, cluster1: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ids = sorted(str(uuid.uuid4()) for _ in range(9))
+    await insert(database, ids)
+    wanted = ids[:6]
+    search = f"id in ({', '.join(repr(i) for i in wanted)})"
+    first = (await client.get(BUNDLES, params={"after": "", "size": 4, "search": search})).json()
+    assert (first["size"], first["total"]) == (4, 6)
+    second = (await client.get(BUNDLES, params={"after": first["next"], "size": 4, "search": search})).json()
+    assert (second["page"], second["size"], second["total"], second["next"]) == (2, 2, 6, None)
+    assert {i["id"] for i in first["items"] + second["items"]} == set(wanted)
+    # Past the exact limit the first page's total is an estimate, never below the rows counted.
+    monkeypatch.setattr(listing, "EXACT_TOTAL_LIMIT", 3)
+    estimated = (await client.get(BUNDLES, params={"after": "", "size": 2})).json()
+    assert estimated["total"] >= 4
+    later = (await client.get(BUNDLES, params={"after": estimated["next"], "size": 2})).json()
+    assert later["total"] == estimated["total"]
+
+
+async def test_pages_read_ahead_are_the_pages_a_request_reads(
+    client: httpx.AsyncClient, database: databases.Database, cluster1: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await insert(database, [str(uuid.uuid4()) for _ in range(23)])
+
+    async def walk(**params: Any) -> list[dict[str, Any]]:
+        bodies, after = [], ""
+        while True:
+            bodies.append((await client.get(BUNDLES, params={"after": after, "size": 5, **params})).json())
+            if bodies[-1]["next"] is None:
+                return bodies
+            after = bodies[-1]["next"]
+
+    ahead = [await walk(), await walk(fields="id,name"), await walk(orderBy="name desc")]
+    monkeypatch.setattr(read_ahead, "MAX_SIZE", 0)  # nothing read ahead: every page read by its request
+    assert ahead == [await walk(), await walk(fields="id,name"), await walk(orderBy="name desc")]
+    assert [len(walked) for walked in ahead] == [5, 5, 5]
+
+
+async def test_a_page_read_ahead_is_served_only_while_fresh(
+    client: httpx.AsyncClient, database: databases.Database, cluster1: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await insert(database, [str(uuid.uuid4()) for _ in range(12)])
+    ids = [i["id"] for i in (await client.get(BUNDLES, params={"size": 12, "orderBy": "id"})).json()["items"]]
+
+    async def second_page_after_deleting(gone: str) -> list[str]:
+        first = (await client.get(BUNDLES, params={"after": "", "size": 3, "orderBy": "id"})).json()
+        assert [i["id"] for i in first["items"]] == ids[:3]
+        await read_ahead.of(database).settled()  # the second page has been read ahead
+        await database.execute("DELETE FROM resources WHERE id = :id", {"id": gone})
+        params = {"after": first["next"], "size": 3, "orderBy": "id"}
+        return [i["id"] for i in (await client.get(BUNDLES, params=params)).json()["items"]]
+
+    # Read ahead under a second before: the page as the table was then.
+    assert await second_page_after_deleting(ids[4]) == ids[3:6]
+    # Read ahead longer ago: the request reads it again.
+    monkeypatch.setattr(read_ahead, "TTL", -1.0)
+    assert await second_page_after_deleting(ids[5]) == [ids[3], ids[6], ids[7]]
 
 
 async def test_without_after_the_envelope_is_upstreams(
