@@ -112,12 +112,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _rebuild(settings, apply=args.apply)
     if args.command == "agent-config":
         return _agent_config(settings, args.consumer)
-    import asyncio
-
-    from server import runner
+    from server import eventloop, runner
 
     try:
-        return asyncio.run(runner.run(settings))
+        return eventloop.run(runner.run(settings))
     except runner.StartupError as exc:
         print(f"maestro server: {exc}", file=sys.stderr)
         return 1

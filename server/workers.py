@@ -38,7 +38,7 @@ import uvicorn
 from starlette.applications import Starlette
 
 from server import app as app_mod
-from server import dsn, listeners, logging_setup, tasks
+from server import dsn, eventloop, listeners, logging_setup, tasks
 from server.dispatch import listen
 from server.services import watch
 from server.settings import Settings
@@ -157,7 +157,7 @@ class Workers:
                 stdin=asyncio.subprocess.PIPE,
                 stdout=asyncio.subprocess.PIPE,
                 pass_fds=(self.sock.fileno(),),
-                process_group=0,
+                start_new_session=True,  # NB: its own process group (uvloop has no process_group=)
             )
             assert proc.stdin is not None
             hello = {"index": index, "fd": self.sock.fileno(), "settings": config}
@@ -279,7 +279,7 @@ def main() -> int:
     logging.getLogger("server.http.access").addFilter(_NameWorker(index))
     sock = socket.socket(fileno=int(hello["fd"]))
     try:
-        return asyncio.run(_serve(settings, index, sock))
+        return eventloop.run(_serve(settings, index, sock))
     except Exception as exc:
         log.error("REST worker %d failed: %s", index, exc, exc_info=exc)
         return 1
