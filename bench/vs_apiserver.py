@@ -176,8 +176,9 @@ def family_cpu(root: int) -> float:
 def postmaster_pid(db_url: str) -> int:
     with psycopg.connect(db_url) as conn:
         backend = conn.execute("SELECT pg_backend_pid()").fetchone()
-    assert backend is not None
-    return int(Path(f"/proc/{backend[0]}/stat").read_text().rsplit(")", 1)[1].split()[1])
+        assert backend is not None
+        # NB: while the connection is open: its backend process exits with it.
+        return int(Path(f"/proc/{backend[0]}/stat").read_text().rsplit(")", 1)[1].split()[1])
 
 
 def kube_credentials(kubeconfig: Path) -> tuple[ssl.SSLContext, dict[str, str]]:
