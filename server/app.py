@@ -14,7 +14,7 @@ from server import auth
 from server.http import access_log, errors, middleware
 from server.http.routes import routes
 from server.http.state import State
-from server.services import watch
+from server.services import read_ahead, watch
 from server.settings import Settings
 from server.store import db as store_db
 
@@ -32,6 +32,7 @@ def create_app(
     async def lifespan(app: Starlette) -> AsyncIterator[State]:
         if database is not None:
             yield {"database": database, "settings": settings, "feed": feed}
+            await read_ahead.of(database).settled()  # NB: before the owner disconnects the pool under them
             return
         if not settings.database.db_url:
             raise RuntimeError("create_app needs settings.database.db_url or a database")
@@ -39,6 +40,7 @@ def create_app(
         await owned.connect()
         try:
             yield {"database": owned, "settings": settings, "feed": feed}
+            await read_ahead.of(owned).settled()
         finally:
             await owned.disconnect()
 
