@@ -65,8 +65,11 @@ class Availability:
             self.outages += 1
             log.warning("database unavailable (%s): answering 503 and retrying until it is back", describe(exc))
 
-    def succeeded(self) -> None:
-        if self.down_since is None:
+    def succeeded(self, started: float) -> None:
+        """An operation begun at ``started`` (``time.monotonic()``) succeeded. Only one begun after the outage
+        was noticed ends it: a slow read already under way when the server went away may still finish, and
+        must not announce a recovery that the next request contradicts."""
+        if self.down_since is None or started <= self.down_since:
             return
         took, self.down_since = time.monotonic() - self.down_since, None
         log.info("database available again after %.1fs (%d operations failed meanwhile)", took, self.failures)

@@ -8,7 +8,9 @@ pooled connection, so no store function parses JSON by hand.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, Protocol
@@ -73,6 +75,7 @@ def database(url: str, *, max_size: int = 50) -> databases.Database:
 async def _reachable() -> AsyncIterator[None]:
     """Turn a failure that means the database is away into :class:`DatabaseUnavailable` and keep the process's
     view of it (:mod:`server.store.availability`) up to date."""
+    started = time.monotonic()
     try:
         yield
     except DatabaseUnavailable:
@@ -82,7 +85,7 @@ async def _reachable() -> AsyncIterator[None]:
             raise
         availability.STATE.failed(exc)
         raise DatabaseUnavailable() from exc
-    availability.STATE.succeeded()
+    availability.STATE.succeeded(started)
 
 
 @asynccontextmanager
@@ -94,14 +97,37 @@ async def transaction(db: databases.Database) -> AsyncIterator[Conn]:
     a shutdown), which leaks the connection and hangs ``Database.disconnect()``. asyncpg's transaction holds no
     such reference, and the pool resets a connection released mid-transaction.
     """
-    async with _reachable(), db.connection() as connection:
-        raw = connection.raw_connection
-        async with raw.transaction():
-            yield raw
+    async with _reachable(), _pooled(db) as raw, raw.transaction():
+        yield raw
 
 
 @asynccontextmanager
 async def connection(db: databases.Database) -> AsyncIterator[Conn]:
     """A pooled connection in autocommit mode, for reads."""
-    async with _reachable(), db.connection() as connection:
-        yield connection.raw_connection
+    async with _reachable(), _pooled(db) as raw:
+        yield raw
+
+
+@asynccontextmanager
+async def _pooled(db: databases.Database) -> AsyncIterator[asyncpg.Connection]:
+    """A pooled connection; one that a failure may have left in the middle of the protocol is closed rather than
+    given back (the pool's :func:`reset_connection` sends nothing, so it would not find out, and the next user
+    would fail with "another operation is in progress")."""
+    async with db.connection() as connection:
+        raw = connection.raw_connection
+        try:
+            yield raw
+        except BaseException as exc:
+            if _broken(exc):
+                # NB: a connection that asyncpg saw close has already gone back to the pool (as closed).
+                with contextlib.suppress(asyncpg.InterfaceError):
+                    raw.terminate()
+            raise
+
+
+def _broken(exc: BaseException) -> bool:
+    """Whether ``exc`` may leave its connection unusable: the client library's own failures and the server's
+    "unavailable" ones. A statement's ordinary error (a constraint, a bad value) leaves it ready."""
+    if isinstance(exc, asyncpg.PostgresError):
+        return availability.unavailable(exc)
+    return isinstance(exc, asyncpg.InterfaceError | asyncpg.InternalClientError | OSError)

@@ -3,6 +3,8 @@ bounded hold of statuses it could not store."""
 
 from __future__ import annotations
 
+import time
+
 import asyncpg
 import pytest
 
@@ -53,12 +55,27 @@ def test_one_line_per_change(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level("INFO", logger="server.store.availability")
     for _ in range(100):
         state.failed(ConnectionRefusedError(111, "refused"))
-    state.succeeded()
-    state.succeeded()
+    state.succeeded(time.monotonic())
+    state.succeeded(time.monotonic())
     state.failed(ConnectionRefusedError(111, "refused"))
     levels = [r.levelname for r in caplog.records if r.name == "server.store.availability"]
     assert levels == ["WARNING", "INFO", "WARNING"]
     assert (state.down, state.outages) == (True, 2)
+
+
+def test_an_operation_begun_before_the_outage_does_not_end_it(caplog: pytest.LogCaptureFixture) -> None:
+    # NB: a read already under way when PostgreSQL went away may still finish after another has failed.
+    state = availability.Availability()
+    caplog.set_level("INFO", logger="server.store.availability")
+    before = time.monotonic()
+    state.failed(ConnectionRefusedError(111, "refused"))
+    state.succeeded(before)
+    assert state.down
+    state.failed(ConnectionRefusedError(111, "refused"))
+    state.succeeded(time.monotonic())
+    levels = [r.levelname for r in caplog.records if r.name == "server.store.availability"]
+    assert levels == ["WARNING", "INFO"]
+    assert (state.down, state.outages) == (False, 1)
 
 
 def report(rid: str, consumer: str, sequence_id: str) -> StatusReport:
