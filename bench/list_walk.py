@@ -20,7 +20,6 @@ import asyncio
 import contextlib
 import json
 import statistics
-import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -33,10 +32,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from rest_creates import fresh_database, throwaway_postgres  # noqa: E402
+from rest_creates import fresh_database, hub_process, throwaway_postgres  # noqa: E402
 from vs_apiserver import CONSUMER, bundle_body  # noqa: E402
-
-from tests.fixtures.postgres import free_port  # noqa: E402
 
 BUNDLES = "/api/maestro/v1/resource-bundles"
 
@@ -44,33 +41,8 @@ BUNDLES = "/api/maestro/v1/resource-bundles"
 @contextlib.contextmanager
 def hub(src: Path, db_url: str) -> Iterator[str]:
     """``maestro server`` run from the tree ``src``; yields its REST base URL; SIGTERM on exit."""
-    rest, health = free_port(), free_port()
-    cmd = [
-        sys.executable, "-m", "server.cli", "server", "--db-url", db_url, "--disable-auth",
-        "--no-enable-grpc-server", "--embedded-mqtt-port", str(free_port()), "--http-server-bindport", str(rest),
-        "--health-check-server-bindport", str(health), "--metrics-server-bindport", str(free_port()),
-        "--log-level", "warning",
-    ]  # fmt: skip
-    proc = subprocess.Popen(cmd, cwd=src)
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"the hub from {src} exited with {proc.returncode}")
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"http://127.0.0.1:{health}/healthcheck", timeout=1).status_code == 200:
-                    break
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"the hub from {src} was not ready in 60 s")
-            time.sleep(0.1)
-        yield f"http://127.0.0.1:{rest}"
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    with hub_process(["--db-url", db_url], src=src) as (_, ports):
+        yield f"http://127.0.0.1:{ports.rest}"
 
 
 async def create(base: str, works: int) -> None:

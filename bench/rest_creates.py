@@ -134,11 +134,17 @@ class HubPorts:
 
 @contextlib.contextmanager
 def hub_process(
-    args: list[str], *, python: list[str] | None = None, ready_timeout: float = 60.0, log: Path | None = None
+    args: list[str],
+    *,
+    python: list[str] | None = None,
+    ready_timeout: float = 60.0,
+    log: Path | None = None,
+    src: Path = ROOT,
 ) -> Iterator[tuple[subprocess.Popen[bytes], HubPorts]]:
     """``maestro server <args>`` on free 127.0.0.1 ports (gRPC off, embedded broker on a free port unless ``args``
     configure one), until its ``/healthcheck`` is ready; SIGTERM on exit (a graceful stop, so cProfile writes).
-    Its output goes to ``log`` when given (later ``args`` win, e.g. ``--log-level info``)."""
+    Its output goes to ``log`` when given (later ``args`` win, e.g. ``--log-level info``); ``src`` is the source
+    tree it runs from (another build's, to compare)."""
     ports = HubPorts(rest=free_port(), health=free_port(), metrics=free_port())
     cmd = [
         *(python or [sys.executable]), "-m", "server.cli", "server",
@@ -152,7 +158,7 @@ def hub_process(
         *args,
     ]  # fmt: skip
     out = log.open("ab") if log is not None else None
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT if out else None)
+    proc = subprocess.Popen(cmd, cwd=src, stdout=out, stderr=subprocess.STDOUT if out else None)
     try:
         deadline = time.monotonic() + ready_timeout
         while True:
