@@ -46,6 +46,13 @@ SOURCE = "maestro"
 @contextlib.contextmanager
 def throwaway_mosquitto() -> Iterator[Path]:
     """A mosquitto on a free port configured as the test fixture does; yields a hub config file for it."""
+    with mosquitto_broker() as (config, _):
+        yield config
+
+
+@contextlib.contextmanager
+def mosquitto_broker() -> Iterator[tuple[Path, MosquittoServer]]:
+    """:func:`throwaway_mosquitto`, also yielding the running broker (its ``pid()``)."""
     binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
     directory = Path(tempfile.mkdtemp(prefix="maestro-bench-mqtt-"))
     broker = MosquittoServer(binary=binary, directory=directory)
@@ -57,7 +64,7 @@ def throwaway_mosquitto() -> Iterator[Path]:
             f"  sourceEvents: sources/{SOURCE}/consumers/+/sourceevents\n"
             f"  agentEvents: sources/{SOURCE}/consumers/+/agentevents\n"
         )
-        yield config
+        yield config, broker
     finally:
         broker.stop()
         shutil.rmtree(directory, ignore_errors=True)

@@ -2,8 +2,8 @@
 
 Starts a throwaway PostgreSQL and the real hub (``maestro server --disable-auth``, the helpers of
 ``rest_creates.py``), and the real control plane of ``tests/e2e/cluster.py`` (etcd, kube-apiserver, ...) with an
-OCM-ManifestWork-shaped CRD. The same client (httpx, HTTP/1.1 keep-alive, one connection per worker) then creates
-the README's nginx Deployment as a work N times at each concurrency, as our resource-bundle
+OCM-ManifestWork-shaped CRD. The same client (``--client``: httpx or aiohttp, HTTP/1.1 keep-alive, one connection
+per worker) then creates the README's nginx Deployment as a work N times at each concurrency, as our resource-bundle
 (``POST /api/maestro/v1/resource-bundles``, consumer cluster1) and as a ManifestWork in namespace cluster1 (``POST``
 to kube-apiserver with the kubeconfig's client certificate), in interleaved rounds so that the machine's noise
 hits both; then it lists everything on both sides, in one request and in pages of 500 (our cursor when the hub
@@ -12,6 +12,12 @@ has one, else page/size; the apiserver's limit/continue), and prints the rates, 
     .venv/bin/python bench/vs_apiserver.py --works 200                # a quick run
     .venv/bin/python bench/vs_apiserver.py                            # 2,000 per concurrency, 1, 8 and 32
     .venv/bin/python bench/vs_apiserver.py --hub-arg=--db-max-open-connections=20   # any `maestro server` flag
+    .venv/bin/python bench/vs_apiserver.py --client httpx,aiohttp     # the creates with each client in turn
+    .venv/bin/python bench/vs_apiserver.py --mosquitto                # the hub on mosquitto, as the chart deploys it
+
+On two cores the client shares the machine with both servers, so its CPU per create bounds the ratio a saturated
+run can show: httpx spends about as much per create as our whole server side, aiohttp about a fifth of that (the
+lists always use httpx: their client work is untimed).
 """
 
 from __future__ import annotations
@@ -36,18 +42,28 @@ from types import FrameType
 from typing import Any
 
 import httpx
+
+try:
+    import aiohttp
+
+    CLIENT_ERRORS: type[Exception] = aiohttp.ClientError
+except ImportError:  # NB: --client httpx needs only the project's own dependencies.
+    aiohttp = None  # type: ignore[assignment]
+    CLIENT_ERRORS = httpx.HTTPError
 import psycopg
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.dispatch_e2e import mosquitto_broker  # noqa: E402
 from bench.rest_creates import (  # noqa: E402
     NGINX,
     cpu_seconds,
     fresh_database,
     hub_process,
     percentile,
+    server_cpu_seconds,
     throwaway_postgres,
 )
 from tests.e2e.cluster import ControlPlane, build_binaries  # noqa: E402
@@ -220,6 +236,72 @@ def install_crd(side: Side) -> None:
 # -- creates ------------------------------------------------------------------------------------------------
 
 
+class Poster(contextlib.AbstractAsyncContextManager["Poster"]):
+    """One keep-alive connection to a side, posting JSON: the create loop's client, whichever library."""
+
+    async def post(self, path: str, body: dict[str, Any]) -> tuple[int, str]:
+        """(status, the first 200 characters of the body); raises OSError or the library's errors."""
+        raise NotImplementedError
+
+    async def warm(self, path: str) -> None:
+        """Open the connection (and its TLS session) untimed."""
+        raise NotImplementedError
+
+
+class HttpxPoster(Poster):
+    def __init__(self, side: Side) -> None:
+        self.client = side.client()
+
+    async def __aenter__(self) -> HttpxPoster:
+        await self.client.__aenter__()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.client.aclose()
+
+    async def post(self, path: str, body: dict[str, Any]) -> tuple[int, str]:
+        response = await self.client.post(path, json=body)
+        return response.status_code, response.text[:200]
+
+    async def warm(self, path: str) -> None:
+        await self.client.get(path, params={"limit": 1, "size": 1})
+
+
+class AiohttpPoster(Poster):
+    """aiohttp (``pip install -e '.[bench]'``): its HTTP parser is C, a fifth of httpx's CPU per create."""
+
+    def __init__(self, side: Side) -> None:
+        self.side = side
+        self.session: aiohttp.ClientSession | None = None
+
+    async def __aenter__(self) -> AiohttpPoster:
+        tls = self.side.verify if isinstance(self.side.verify, ssl.SSLContext) else None
+        self.session = aiohttp.ClientSession(
+            base_url=self.side.base,
+            connector=aiohttp.TCPConnector(limit=1, ssl=tls if tls is not None else False),
+            headers=self.side.headers,
+            timeout=aiohttp.ClientTimeout(total=120),
+        )
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self.session is not None
+        await self.session.close()
+
+    async def post(self, path: str, body: dict[str, Any]) -> tuple[int, str]:
+        assert self.session is not None
+        async with self.session.post(path, json=body) as response:
+            return response.status, (await response.text())[:200]
+
+    async def warm(self, path: str) -> None:
+        assert self.session is not None
+        async with self.session.get(path, params={"limit": 1, "size": 1}) as response:
+            await response.read()
+
+
+POSTERS: dict[str, Callable[[Side], Poster]] = {"httpx": HttpxPoster, "aiohttp": AiohttpPoster}
+
+
 @dataclasses.dataclass
 class Tally:
     """What one side did at one concurrency, summed over its rounds."""
@@ -234,17 +316,17 @@ class Tally:
     latencies: list[float] = dataclasses.field(default_factory=list)
 
 
-async def create_round(side: Side, clients: list[httpx.AsyncClient], names: list[str], tally: Tally) -> None:
+async def create_round(side: Side, clients: list[Poster], names: list[str], tally: Tally) -> None:
     """Create ``names`` from one worker per client, each on its own keep-alive connection."""
     queue = iter(names)
 
-    async def worker(client: httpx.AsyncClient) -> None:
+    async def worker(client: Poster) -> None:
         for name in queue:
             start = time.perf_counter()
             try:
-                response = await client.post(side.create_path, json=side.body(name))
-                ok, why = response.status_code == 201, f"{response.status_code} {response.text[:200]}"
-            except httpx.HTTPError as exc:
+                status, text = await client.post(side.create_path, side.body(name))
+                ok, why = status == 201, f"{status} {text}"
+            except (httpx.HTTPError, CLIENT_ERRORS, OSError) as exc:
                 ok, why = False, repr(exc)
             tally.latencies.append(time.perf_counter() - start)
             if ok:
@@ -262,15 +344,17 @@ async def create_round(side: Side, clients: list[httpx.AsyncClient], names: list
     tally.server_cpu = sum(tally.by_process.values())
 
 
-async def create_level(sides: list[Side], *, concurrency: int, works: int, rounds: int, tag: str) -> list[Tally]:
+async def create_level(
+    sides: list[Side], *, client: str, concurrency: int, works: int, rounds: int, tag: str
+) -> list[Tally]:
     """``works`` creates per side at ``concurrency``, in ``rounds`` rounds per side, alternating sides (ABBA...)."""
     tallies = [Tally() for _ in sides]
     names = [f"nginx-{tag}-{i}" for i in range(works)]
     chunks = [names[r * works // rounds : (r + 1) * works // rounds] for r in range(rounds)]
     async with contextlib.AsyncExitStack() as stack:
-        clients = [[await stack.enter_async_context(s.client()) for _ in range(concurrency)] for s in sides]
+        clients = [[await stack.enter_async_context(POSTERS[client](s)) for _ in range(concurrency)] for s in sides]
         for side, own in zip(sides, clients, strict=True):  # open the connections (and TLS sessions) untimed
-            await asyncio.gather(*(c.get(side.create_path, params={"limit": 1, "size": 1}) for c in own))
+            await asyncio.gather(*(c.warm(side.create_path) for c in own))
         for r, chunk in enumerate(chunks):
             order = range(len(sides)) if r % 2 == 0 else reversed(range(len(sides)))
             for i in order:
@@ -390,7 +474,8 @@ async def measure_lists(pairs: list[tuple[Listing, Listing]], *, repeats: int) -
 
 @dataclasses.dataclass(frozen=True)
 class Results:
-    levels: list[tuple[int, list[Tally]]]
+    levels: list[tuple[str, int, list[Tally]]]
+    """(client, concurrency, the sides' tallies)."""
     lists: list[tuple[ListResult, ...]]
     expected: int
     cursor: bool
@@ -409,18 +494,20 @@ async def measure(ours: Side, kube: Side, own_cpu: Callable[[], float], args: ar
     async with ours.client() as hub:
         (await hub.post("/api/maestro/v1/consumers", json={"name": CONSUMER})).raise_for_status()
     print(f"warm-up: {args.warmup} creates per side at concurrency 8", file=sys.stderr)
-    warm = await create_level(sides, concurrency=8, works=args.warmup, rounds=1, tag="warmup")
+    warm = await create_level(sides, client=args.client[0], concurrency=8, works=args.warmup, rounds=1, tag="warmup")
     levels = []
     start, machine, own = time.monotonic(), machine_busy(), own_cpu()
-    for concurrency in args.concurrency:
-        print(f"concurrency {concurrency}: {args.works} creates per side", file=sys.stderr, flush=True)
-        tallies = await create_level(
-            sides, concurrency=concurrency, works=args.works, rounds=args.rounds, tag=f"c{concurrency}"
-        )
-        levels.append((concurrency, tallies))
+    for client in args.client:
+        for concurrency in args.concurrency:
+            print(f"{client}, concurrency {concurrency}: {args.works} creates per side", file=sys.stderr, flush=True)
+            tallies = await create_level(
+                sides, client=client, concurrency=concurrency, works=args.works, rounds=args.rounds,
+                tag=f"{client}-c{concurrency}",
+            )  # fmt: skip
+            levels.append((client, concurrency, tallies))
     wall = time.monotonic() - start
     busy = ((machine_busy() - machine) / wall, (own_cpu() - own) / wall)
-    created = [w.created + sum(t[i].created for _, t in levels) for i, w in enumerate(warm)]
+    created = [w.created + sum(t[i].created for _, _, t in levels) for i, w in enumerate(warm)]
     if created[0] != created[1]:
         print(f"warning: created {created[0]} bundles but {created[1]} ManifestWorks", file=sys.stderr)
     cursor = await has_cursor(ours)
@@ -435,19 +522,30 @@ def _interrupt(signum: int, frame: FrameType | None) -> None:
 
 
 @contextlib.contextmanager
-def environment(hub_args: list[str]) -> Iterator[tuple[Side, Side, Callable[[], float]]]:
-    """PostgreSQL, the hub and the control plane with the CRD, and the CPU seconds so far of all that and this
-    process; everything stopped by PID on exit."""
+def environment(hub_args: list[str], *, mosquitto: bool) -> Iterator[tuple[Side, Side, Callable[[], float]]]:
+    """PostgreSQL, the hub (with a mosquitto of its own when ``mosquitto``) and the control plane with the CRD, and
+    the CPU seconds so far of all that and this process; everything stopped by PID on exit."""
     with contextlib.ExitStack() as stack:
         url = fresh_database(stack.enter_context(throwaway_postgres()))
         postmaster = postmaster_pid(url)
+        broker_pid: int | None = None
+        if mosquitto:
+            config, broker = stack.enter_context(mosquitto_broker())
+            hub_args = ["--mqtt-config-file", str(config), *hub_args]
+            broker_pid = broker.pid
         hub, ports = stack.enter_context(hub_process(["--db-url", url, *hub_args]))
+
+        def our_processes() -> dict[str, float]:
+            # NB: the hub process and its REST workers (--http-workers); the broker when it is a process apart.
+            out = {"hub": server_cpu_seconds(hub.pid)[1], "PostgreSQL": family_cpu(postmaster)}
+            return out | ({"mosquitto": cpu_seconds(broker_pid)} if broker_pid is not None else {})
+
         ours = Side(
             name="ours",
             base=f"http://127.0.0.1:{ports.rest}",
             create_path=BUNDLES_PATH,
             body=bundle_body,
-            processes=lambda: {"hub": cpu_seconds(hub.pid), "PostgreSQL": family_cpu(postmaster)},
+            processes=our_processes,
         )
         plane = ControlPlane(build_binaries().bin_dir)
         stack.callback(plane.stop)
@@ -485,34 +583,35 @@ def per_create(cpu: float, t: Tally) -> float:
     return cpu / max(1, t.created) * 1000
 
 
-def print_creates(levels: list[tuple[int, list[Tally]]], args: argparse.Namespace) -> None:
+def print_creates(levels: list[tuple[str, int, list[Tally]]], args: argparse.Namespace) -> None:
     print(
         f"\ncreates: {args.works} works per side per concurrency, {args.rounds} interleaved rounds each\n"
         "ours = resource-bundle on our hub (+ PostgreSQL), kube = ManifestWork on kube-apiserver (+ etcd); CPU in ms"
         " per create"
     )
     print(
-        f"{'conc':>4} {'ours/s':>7} {'kube/s':>7} {'ours/kube':>9}  {'ours p50/p99 ms':>15}  {'kube p50/p99 ms':>15}"
+        f"{'client':>7} {'conc':>4} {'ours/s':>7} {'kube/s':>7} {'ours/kube':>9}"
+        f"  {'ours p50/p99 ms':>15}  {'kube p50/p99 ms':>15}"
         f"  {'errors o/k':>10}  {'server CPU o/k':>14}  {'client CPU o/k':>14}"
     )
-    for concurrency, (o, k) in levels:
+    for client, concurrency, (o, k) in levels:
         lat = []
         for t in (o, k):
             t.latencies.sort()
             lat.append(f"{percentile(t.latencies, 0.5) * 1000:.1f} / {percentile(t.latencies, 0.99) * 1000:.1f}")
         server = f"{per_create(o.server_cpu, o):.2f} / {per_create(k.server_cpu, k):.2f}"
-        client = f"{per_create(o.client_cpu, o):.2f} / {per_create(k.client_cpu, k):.2f}"
+        client_cpu = f"{per_create(o.client_cpu, o):.2f} / {per_create(k.client_cpu, k):.2f}"
         print(
-            f"{concurrency:>4} {rate(o):>7.0f} {rate(k):>7.0f} {ratio(rate(o), rate(k)):>9}  {lat[0]:>15}  {lat[1]:>15}"
-            f"  {f'{o.errors} / {k.errors}':>10}  {server:>14}  {client:>14}"
+            f"{client:>7} {concurrency:>4} {rate(o):>7.0f} {rate(k):>7.0f} {ratio(rate(o), rate(k)):>9}"
+            f"  {lat[0]:>15}  {lat[1]:>15}  {f'{o.errors} / {k.errors}':>10}  {server:>14}  {client_cpu:>14}"
         )
         for name, t in (("ours", o), ("kube", k)):
             if t.errors:
                 print(f"     first error ({name}): {t.first_error}")
     print("server CPU per create by process:")
-    for concurrency, tallies in levels:
+    for client, concurrency, tallies in levels:
         parts = (", ".join(f"{n} {per_create(cpu, t):.2f}" for n, cpu in t.by_process.items()) for t in tallies)
-        print(f"{concurrency:>4}  {' | '.join(parts)}")
+        print(f"{client:>7} {concurrency:>4}  {' | '.join(parts)}")
 
 
 def print_lists(lists: list[tuple[ListResult, ...]], *, expected: int, repeats: int) -> None:
@@ -535,10 +634,10 @@ def print_lists(lists: list[tuple[ListResult, ...]], *, expected: int, repeats: 
 
 def print_targets(results: Results) -> None:
     print("\ntargets (issue 11): creates/s ours/kube >= 1.5 at concurrency 8 and 32, list time ours/kube <= 0.5")
-    for concurrency, (o, k) in results.levels:
+    for client, concurrency, (o, k) in results.levels:
         if concurrency in (8, 32):
             r = rate(o) / rate(k) if rate(k) else 0.0
-            print(f"  creates at concurrency {concurrency}: {r:.2f} -> {'met' if r >= 1.5 else 'NOT met'}")
+            print(f"  creates ({client}) at concurrency {concurrency}: {r:.2f} -> {'met' if r >= 1.5 else 'NOT met'}")
     for lo, lk in results.lists:
         r = lo.seconds / lk.seconds if lk.seconds else float("inf")
         print(f"  list, {lo.label} vs {lk.label}: {r:.2f} -> {'met' if r <= 0.5 else 'NOT met'}")
@@ -553,6 +652,12 @@ def main() -> int:
         default=[1, 8, 32],
         help="comma-separated client concurrencies (default 1,8,32)",
     )
+    parser.add_argument(
+        "--client",
+        type=lambda s: [c for c in s.split(",") if c],
+        default=["httpx", "aiohttp"],
+        help=f"comma-separated HTTP clients for the creates, each in turn ({', '.join(POSTERS)}; default both)",
+    )
     parser.add_argument("--rounds", type=int, default=4, help="interleaved rounds per side per concurrency (default 4)")
     parser.add_argument("--warmup", type=int, default=100, help="untimed creates per side first (default 100)")
     parser.add_argument("--list-repeats", type=int, default=5, help="timed lists per way of listing (default 5)")
@@ -563,10 +668,20 @@ def main() -> int:
         metavar="ARG",
         help="one more flag for maestro server, e.g. --hub-arg=--db-max-open-connections=20 (repeatable)",
     )
+    parser.add_argument(
+        "--mosquitto",
+        action="store_true",
+        help="the hub delivers through a mosquitto of its own (as deployed by the chart; its CPU is the server's)"
+        " rather than its embedded broker",
+    )
     args = parser.parse_args()
+    if unknown := set(args.client) - set(POSTERS):
+        parser.error(f"--client: unknown {', '.join(sorted(unknown))} (known: {', '.join(POSTERS)})")
+    if "aiohttp" in args.client and aiohttp is None:
+        parser.error("--client aiohttp: aiohttp is not installed (pip install -e '.[bench]')")
     signal.signal(signal.SIGTERM, _interrupt)
     try:
-        with environment(args.hub_arg) as (ours, kube, own_cpu):
+        with environment(args.hub_arg, mosquitto=args.mosquitto) as (ours, kube, own_cpu):
             results = asyncio.run(measure(ours, kube, own_cpu, args))
     except KeyboardInterrupt:
         print("interrupted; all that was started is stopped", file=sys.stderr)
