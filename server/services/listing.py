@@ -1,19 +1,21 @@
 """List use cases: one read connection per page, for each collection.
 
 ``*_items`` answer the API's items as JSON text rendered by PostgreSQL (what the lists serve), a cursor walk's
-next page read ahead (:mod:`server.services.read_ahead`); ``*_page`` answer rows, for the Python presenters when
-PostgreSQL cannot render a page (``projections.ProjectionError``).
+next page read ahead (:mod:`server.services.read_ahead`), a page of :data:`listing.SPLIT_MIN` items or more read
+in two halves at once on two connections sharing one snapshot (:func:`server.store.db.snapshot`); ``*_page``
+answer rows, for the Python presenters when PostgreSQL cannot render a page (``projections.ProjectionError``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 
 import databases
 
 from server.services import read_ahead
 from server.store import consumers, listing, resources
-from server.store.db import connection
+from server.store.db import Conn, Helper, connection, snapshot
 from server.store.rows import ConsumerRow, ResourceRow, ResourceType
 
 
@@ -21,8 +23,8 @@ async def resource_items(
     db: databases.Database, query: listing.ListQuery, fields: Sequence[str] | None, *, type: ResourceType
 ) -> listing.Page[str]:
     async def read(query: listing.ListQuery) -> listing.Page[str]:
-        async with connection(db) as conn:
-            return await resources.page_json(conn, query, type=type, fields=fields)
+        async with _reader(db, query) as (conn, helper):
+            return await resources.page_json(conn, query, type=type, fields=fields, helper=helper)
 
     return await read_ahead.of(db).page(("resources", type, _key(fields)), query, read)
 
@@ -38,8 +40,8 @@ async def consumer_items(
     db: databases.Database, query: listing.ListQuery, fields: Sequence[str] | None
 ) -> listing.Page[str]:
     async def read(query: listing.ListQuery) -> listing.Page[str]:
-        async with connection(db) as conn:
-            return await consumers.page_json(conn, query, fields=fields)
+        async with _reader(db, query) as (conn, helper):
+            return await consumers.page_json(conn, query, fields=fields, helper=helper)
 
     return await read_ahead.of(db).page(("consumers", _key(fields)), query, read)
 
@@ -47,6 +49,17 @@ async def consumer_items(
 async def consumer_page(db: databases.Database, query: listing.ListQuery) -> listing.Page[ConsumerRow]:
     async with connection(db) as conn:
         return await consumers.page(conn, query)
+
+
+@asynccontextmanager
+async def _reader(db: databases.Database, query: listing.ListQuery) -> AsyncIterator[tuple[Conn, Helper | None]]:
+    """Where a page of items is read: one connection, or for a large page one with a helper in its snapshot."""
+    if query.size < listing.SPLIT_MIN:
+        async with connection(db) as conn:
+            yield conn, None
+    else:
+        async with snapshot(db) as (conn, helper):
+            yield conn, helper
 
 
 def _key(fields: Sequence[str] | None) -> tuple[str, ...] | None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from server.store import listing, projections, search
-from server.store.db import Conn
+from server.store.db import Conn, Helper
 from server.store.rows import ConsumerRow
 
 SCHEMA = search.Schema(
@@ -66,6 +66,8 @@ async def page(conn: Conn, query: listing.ListQuery) -> listing.Page[ConsumerRow
     return listing.Page([ConsumerRow.of(r) for r in found.items], found.total, found.page, found.next)
 
 
-async def page_json(conn: Conn, query: listing.ListQuery, *, fields: Sequence[str] | None = None) -> listing.Page[str]:
+async def page_json(
+    conn: Conn, query: listing.ListQuery, *, fields: Sequence[str] | None = None, helper: Helper | None = None
+) -> listing.Page[str]:
     """A page of the API's items as JSON text, rendered by PostgreSQL (:mod:`server.store.projections`)."""
-    return await listing.page_json(conn, COLLECTION, query, shape=projections.CONSUMER, fields=fields)
+    return await listing.page_json(conn, COLLECTION, query, shape=projections.CONSUMER, fields=fields, helper=helper)

@@ -1,4 +1,4 @@
-"""The database handle and the two ways to use it.
+"""The database handle and the ways to use it.
 
 ``databases.Database`` owns the asyncpg pool. Store functions take a :class:`Conn` — the raw asyncpg connection
 of the current ``databases`` connection — so they get prepared statements and native types, while services
@@ -8,12 +8,14 @@ pooled connection, so no store function parses JSON by hand.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
+import re
 import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 
 import asyncpg
 import databases
@@ -106,6 +108,92 @@ async def connection(db: databases.Database) -> AsyncIterator[Conn]:
     """A pooled connection in autocommit mode, for reads."""
     async with _reachable(), _pooled(db) as raw:
         yield raw
+
+
+@asynccontextmanager
+async def snapshot(db: databases.Database) -> AsyncIterator[tuple[Conn, Helper]]:
+    """A read-only REPEATABLE READ transaction on one pooled connection, and a :class:`Helper` that runs a statement
+    on a second connection in the same snapshot (what one statement would see): one large read, split in two,
+    renders on two PostgreSQL backends at once. On exit it waits for the helper's statement, if it started."""
+    async with _reachable(), _pooled(db) as raw, raw.transaction(isolation="repeatable_read", readonly=True):
+        helper = Helper(db, await raw.fetchval("SELECT pg_export_snapshot()"))
+        try:
+            yield raw, helper
+        finally:
+            await helper.settle()
+
+
+HELPER_GRACE: Final = 0.05
+_SNAPSHOT_ID = re.compile(r"^[0-9A-F]+-[0-9A-F]+(-[0-9]+)?$")
+
+
+class Helper:
+    """Statements in an exported snapshot on another pooled connection, each in a task of its own.
+
+    Never a deadlock on a busy pool: a part that has not got its connection within :data:`HELPER_GRACE` seconds of
+    the moment its result is wanted is abandoned (:meth:`Part.rows` answers None, and the caller runs the
+    statement itself)."""
+
+    def __init__(self, db: databases.Database, snapshot_id: str) -> None:
+        if not _SNAPSHOT_ID.match(snapshot_id):  # NB: interpolated into SET TRANSACTION SNAPSHOT, which binds nothing
+            raise ValueError(f"unexpected snapshot id {snapshot_id!r}")
+        self.db = db
+        self.snapshot_id = snapshot_id
+        self._parts: list[Part] = []
+
+    def fetch(self, query: str, *args: Any) -> Part:
+        part = Part()
+        part.task = asyncio.create_task(self._run(part, query, args))
+        self._parts.append(part)
+        return part
+
+    async def _run(self, part: Part, query: str, args: Sequence[Any]) -> list[asyncpg.Record] | None:
+        async with _reachable(), _pooled(self.db) as raw:
+            if part.abandoned:
+                return None
+            part.started.set()  # NB: from here on the caller waits for this part (it holds its connection).
+            async with raw.transaction(isolation="repeatable_read", readonly=True):
+                await raw.execute(f"SET TRANSACTION SNAPSHOT '{self.snapshot_id}'")
+                rows: list[asyncpg.Record] = await raw.fetch(query, *args)
+                return rows
+
+    async def settle(self) -> None:
+        """Abandon the parts not started; wait for the others (the exporting transaction must outlive them)."""
+        for part in self._parts:
+            part.abandon()
+        tasks = [part.task for part in self._parts]
+        if tasks:
+            await asyncio.wait(tasks)
+            for task in tasks:
+                if not task.cancelled():
+                    task.exception()  # NB: retrieved: a part whose caller failed first logs nothing of its own.
+
+
+class Part:
+    """One statement of a :class:`Helper`."""
+
+    task: asyncio.Task[list[asyncpg.Record] | None]
+
+    def __init__(self) -> None:
+        self.started = asyncio.Event()
+        self.abandoned = False
+
+    def abandon(self) -> None:
+        if not self.started.is_set():
+            self.abandoned = True
+            self.task.cancel()
+
+    async def rows(self) -> list[asyncpg.Record] | None:
+        """The statement's rows, or None when it got no connection in time (it will not run: the caller runs it)."""
+        if not self.started.is_set():
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(HELPER_GRACE):
+                    await self.started.wait()
+        self.abandon()
+        await asyncio.wait([self.task])  # NB: not ``await task``: a cancelled part must not read as our cancellation
+        if self.abandoned:
+            return None
+        return self.task.result()
 
 
 @asynccontextmanager

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from server.store import listing, logs, projections, search
-from server.store.db import Conn
+from server.store.db import Conn, Helper
 from server.store.rows import ResourceRow, ResourceType
 
 SCHEMA = search.Schema(
@@ -197,11 +197,16 @@ async def page(conn: Conn, query: listing.ListQuery, *, type: ResourceType) -> l
 
 
 async def page_json(
-    conn: Conn, query: listing.ListQuery, *, type: ResourceType, fields: Sequence[str] | None = None
+    conn: Conn,
+    query: listing.ListQuery,
+    *,
+    type: ResourceType,
+    fields: Sequence[str] | None = None,
+    helper: Helper | None = None,
 ) -> listing.Page[str]:
     """A page of the API's items as JSON text, rendered by PostgreSQL (:mod:`server.store.projections`).
 
     Raises :class:`projections.ProjectionError` when PostgreSQL cannot render one of them.
     """
     shape = projections.SINGLE if type == "Single" else projections.BUNDLE
-    return await listing.page_json(conn, collection(type), query, shape=shape, fields=fields)
+    return await listing.page_json(conn, collection(type), query, shape=shape, fields=fields, helper=helper)
