@@ -55,10 +55,10 @@ async def pending(
         "  SELECT *, row_number() OVER (ORDER BY consumer_name, rank) AS n FROM ("
         "   SELECT source_id, consumer_name, array_agg(id ORDER BY id) AS ids, min(created_at) AS first_written,"
         "    row_number() OVER (PARTITION BY consumer_name ORDER BY min(id)) AS rank"
-        "   FROM events WHERE reconciled_date IS NULL AND id <> ALL($3::bigint[])"
+        "   FROM pending_events() WHERE id <> ALL($3::bigint[])"
         "   GROUP BY source_id, consumer_name) AS g"
         "  WHERE rank <= $1) AS d"
-        " LEFT JOIN resources r ON r.id = d.source_id AND d.n <= $2"
+        " LEFT JOIN LATERAL (SELECT * FROM resources WHERE id = d.source_id AND d.n <= $2 LIMIT 1) r ON true"
         " ORDER BY d.n",
         per_consumer,
         rows,
