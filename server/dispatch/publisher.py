@@ -395,7 +395,7 @@ class Dispatcher:
         return outcomes
 
     async def _publish_row(self, topic: str, row: ResourceRow) -> asyncio.Future[None]:
-        message = wire.encode(wire.spec_event(row, source=self.source_id), self.publisher)
+        message = wire.spec_message(row, self.publisher, source=self.source_id)
         future: asyncio.Future[None] = await self.publisher.publish(topic, message, timeout=self.publish_timeout)
         return future
 
