@@ -33,6 +33,12 @@ class Dirty:
     read: bool = False
     """Whether ``row`` was read with the events (then None means the resource is gone)."""
     row: ResourceRow | None = None
+    """The resource without its status (None): what is published is its spec."""
+
+
+_SPEC_COLUMNS = (
+    "id, name, source, consumer_name, type, version, payload, NULL::jsonb AS status, created_at, updated_at, deleted_at"
+)
 
 
 async def pending(
@@ -58,7 +64,8 @@ async def pending(
         "   FROM pending_events() WHERE id <> ALL($3::bigint[])"
         "   GROUP BY source_id, consumer_name) AS g"
         "  WHERE rank <= $1) AS d"
-        " LEFT JOIN LATERAL (SELECT * FROM resources WHERE id = d.source_id AND d.n <= $2 LIMIT 1) r ON true"
+        f" LEFT JOIN LATERAL (SELECT {_SPEC_COLUMNS} FROM resources"
+        "  WHERE id = d.source_id AND d.n <= $2 LIMIT 1) AS r ON true"
         " ORDER BY d.n",
         per_consumer,
         rows,
