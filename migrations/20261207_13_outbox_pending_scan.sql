@@ -8,7 +8,12 @@
 -- the events written since the last VACUUM instead of to those pending. A function's SET clause is the only way to
 -- hold the planner to one plan for one query.
 CREATE FUNCTION pending_events() RETURNS TABLE (id bigint, source_id text, consumer_name text, created_at timestamptz)
-    LANGUAGE sql STABLE ROWS 100
+    LANGUAGE plpgsql STABLE ROWS 100
     SET enable_bitmapscan = off
     SET enable_seqscan = off
-AS 'SELECT e.id, e.source_id, e.consumer_name, e.created_at FROM events e WHERE e.reconciled_date IS NULL';
+AS $$
+BEGIN
+    -- NB: PL/pgSQL keeps the plan for the session; an SQL function with a SET clause is planned on every call.
+    RETURN QUERY SELECT e.id, e.source_id, e.consumer_name, e.created_at FROM events e WHERE e.reconciled_date IS NULL;
+END
+$$;
