@@ -98,16 +98,18 @@ async def measure(db_url: str, config: mqtt_config.MQTTConfig, *, batch: int, ro
                 pg_start = postgres_cpu(postmaster)
                 start = time.process_time()
                 for r in range(rounds):
-                    before = time.process_time()
+                    probe = time.process_time()
                     pg_before = postgres_cpu(postmaster)
+                    before = time.process_time()
+                    probes += before - probe
                     for i in range(batch):
                         manifest = copy.deepcopy(NGINX)
                         manifest["metadata"]["name"] = name = f"nginx-{tag}-{r}-{i}"
                         body = {"consumer_name": "cluster1", "name": name, "manifest": manifest}
                         await resources.create_single(database, body, source=SOURCE)
                     probe = time.process_time()
-                    pg_writes += postgres_cpu(postmaster) - pg_before
                     writes += probe - before
+                    pg_writes += postgres_cpu(postmaster) - pg_before
                     probes += time.process_time() - probe
                     target = published() + batch
                     dispatcher.wake.set()
