@@ -134,17 +134,22 @@ class Dispatcher:
 
     async def run(self) -> None:
         """Sweep, publish and (with a DSN) LISTEN until cancelled."""
-        async with asyncio.TaskGroup() as group:
-            if self.dsn:
-                group.create_task(
-                    listen.listen(
-                        self.dsn, logs.SPEC_CHANNEL, self.wake, self.settings.database, on_state=self._listening
-                    ),
-                    name="dispatch:listen",
-                )
-            group.create_task(self._sweeper(), name="dispatch:sweep")
-            for n in range(self.concurrency):
-                group.create_task(self._worker(), name=f"dispatch:worker-{n}")
+        try:
+            async with asyncio.TaskGroup() as group:
+                if self.dsn:
+                    group.create_task(
+                        listen.listen(
+                            self.dsn, logs.SPEC_CHANNEL, self.wake, self.settings.database, on_state=self._listening
+                        ),
+                        name="dispatch:listen",
+                    )
+                group.create_task(self._sweeper(), name="dispatch:sweep")
+                for n in range(self.concurrency):
+                    group.create_task(self._worker(), name=f"dispatch:worker-{n}")
+        finally:
+            if self._mark_timer is not None:  # NB: what it would have marked is published again on the next start.
+                self._mark_timer.cancel()
+                self._mark_timer = None
 
     # --- sweeping --------------------------------------------------------------------------------------------
 
