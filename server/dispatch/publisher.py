@@ -18,6 +18,9 @@ How it runs (one lifespan-owned :meth:`Dispatcher.run`):
   of the others. It publishes that state (a deleting row only ever as a delete), waits for the broker's
   acknowledgements, and marks exactly the events it read as reconciled. Failed publishes go back to their
   consumer's queue with per-resource exponential backoff; they never hold up anything else.
+* The marking rides on the next sweep's statement (one round trip for both; that sweep does not read those events
+  as pending). While writes keep coming a sweep follows within ``coalesce``; when none does, ``MARK_DELAY`` after
+  a batch a sweep runs for the marking alone, so nothing stays unmarked at rest.
 
 At-least-once: a crash between the publish and the marking publishes again; agents drop duplicates by version.
 """
@@ -47,6 +50,9 @@ from server.store.rows import ResourceRow
 log = logging.getLogger(__name__)
 
 UNAVAILABLE = "database_unavailable"
+
+MARK_DELAY = 0.1
+"""Seconds a published batch's events wait for a sweep to mark them reconciled before one runs for them alone."""
 """The reason of a batch that failed because the database is away (retried like any other, logged once)."""
 
 
@@ -115,6 +121,9 @@ class Dispatcher:
         self._order: collections.deque[str] = collections.deque()
         self._inflight: set[str] = set()
         self._rescan = False
+        self._unmarked: list[int] = []
+        """Events published and acknowledged, to be marked reconciled by the next sweep."""
+        self._mark_timer: asyncio.TimerHandle | None = None
         self.sweeps = 0
         self.deferred = 0
         """Sweeps that waited out the rest of a ``coalesce`` window (the others ran as soon as woken)."""
@@ -125,17 +134,22 @@ class Dispatcher:
 
     async def run(self) -> None:
         """Sweep, publish and (with a DSN) LISTEN until cancelled."""
-        async with asyncio.TaskGroup() as group:
-            if self.dsn:
-                group.create_task(
-                    listen.listen(
-                        self.dsn, logs.SPEC_CHANNEL, self.wake, self.settings.database, on_state=self._listening
-                    ),
-                    name="dispatch:listen",
-                )
-            group.create_task(self._sweeper(), name="dispatch:sweep")
-            for n in range(self.concurrency):
-                group.create_task(self._worker(), name=f"dispatch:worker-{n}")
+        try:
+            async with asyncio.TaskGroup() as group:
+                if self.dsn:
+                    group.create_task(
+                        listen.listen(
+                            self.dsn, logs.SPEC_CHANNEL, self.wake, self.settings.database, on_state=self._listening
+                        ),
+                        name="dispatch:listen",
+                    )
+                group.create_task(self._sweeper(), name="dispatch:sweep")
+                for n in range(self.concurrency):
+                    group.create_task(self._worker(), name=f"dispatch:worker-{n}")
+        finally:
+            if self._mark_timer is not None:  # NB: what it would have marked is published again on the next start.
+                self._mark_timer.cancel()
+                self._mark_timer = None
 
     # --- sweeping --------------------------------------------------------------------------------------------
 
@@ -169,8 +183,17 @@ class Dispatcher:
                 self.wake.set()
 
     async def sweep(self) -> int:
-        """Read pending work into the queues; returns how many resources were newly queued."""
-        dirty = await guard.finish(self._pending())
+        """Mark what was published reconciled and read pending work into the queues; returns how many resources
+        were newly queued."""
+        reconcile, self._unmarked = self._unmarked, []
+        if self._mark_timer is not None:
+            self._mark_timer.cancel()
+            self._mark_timer = None
+        try:
+            dirty = await guard.finish(self._pending(reconcile))
+        except BaseException:
+            self._unmarked[:0] = reconcile  # NB: the sweeper retries the sweep, and with it the marking.
+            raise
         if self.owns is not None:
             owns = self.owns
             owned = {name: owns(name) for name in {d.consumer_name for d in dirty}.union(self._consumers)}
@@ -178,6 +201,13 @@ class Dispatcher:
             for name, held in self._consumers.items():
                 if not owned[name]:  # NB: handed over to another replica; its events stay pending for the owner.
                     held.items.clear()
+        if self._unmarked:  # NB: published while we read; they stay pending until the next sweep marks them.
+            published = set(self._unmarked)
+            dirty = [
+                dataclasses.replace(d, event_ids=ids)
+                for d in dirty
+                if (ids := tuple(e for e in d.event_ids if e not in published))
+            ]
         self.sweeps += 1
         self._rescan = False
         added = 0
@@ -207,19 +237,21 @@ class Dispatcher:
             self._work.set()
         return added
 
-    async def _pending(self) -> list[outbox.Dirty]:
-        async with connection(self.database) as conn:
+    async def _pending(self, reconcile: list[int]) -> list[outbox.Dirty]:
+        async with connection(self.database) as conn:  # NB: one statement, atomic without a BEGIN and a COMMIT.
             return await outbox.pending(
-                conn, per_consumer=self.per_consumer_scan, rows=self.batch_size * self.concurrency
+                conn, per_consumer=self.per_consumer_scan, rows=self.batch_size * self.concurrency, reconcile=reconcile
             )
 
     async def _rows(self, ids: list[str]) -> dict[str, ResourceRow]:
         async with connection(self.database) as conn:
             return {r.id: r for r in await resources.get_many(conn, ids)}
 
-    async def _mark(self, event_ids: list[int]) -> None:
-        async with connection(self.database) as conn:  # NB: one UPDATE, atomic without a BEGIN and a COMMIT.
-            await outbox.mark_reconciled(conn, event_ids)
+    def _reconcile(self, event_ids: list[int]) -> None:
+        """Have the next sweep mark these events reconciled, at the latest ``MARK_DELAY`` from now."""
+        self._unmarked.extend(event_ids)
+        if self._mark_timer is None:
+            self._mark_timer = asyncio.get_running_loop().call_later(MARK_DELAY, self.wake.set)
 
     # --- working ---------------------------------------------------------------------------------------------
 
@@ -350,7 +382,7 @@ class Dispatcher:
                 else:
                     done.append((item, action))
         if done:
-            await guard.finish(self._mark([e for item, _ in done for e in item.event_ids]))
+            self._reconcile([e for item, _ in done for e in item.event_ids])
             now = datetime.now(UTC)
             for item, action in done:
                 outcomes.append(_Outcome(item, ok=True, action=action))
@@ -368,7 +400,7 @@ class Dispatcher:
         return outcomes
 
     async def _publish_row(self, topic: str, row: ResourceRow) -> asyncio.Future[None]:
-        message = wire.encode(wire.spec_event(row, source=self.source_id), self.publisher)
+        message = wire.spec_message(row, self.publisher, source=self.source_id)
         future: asyncio.Future[None] = await self.publisher.publish(topic, message, timeout=self.publish_timeout)
         return future
 

@@ -3,11 +3,16 @@
 An ``events`` row is pending while ``reconciled_date`` is NULL. The dispatcher publishes the *current* state of
 each dirty resource, so several pending events of one resource become one message. It marks exactly the rows it
 read as reconciled (by id, never "everything up to id N"): an event committed after the read, even one holding a
-lower id, stays pending and is published on the next sweep.
+lower id, stays pending and is published on the next sweep. The marking of what was published rides on the next
+sweep's statement (``reconcile``): one round trip for both.
 
 The sweep's read also returns the rows of the first few dirty resources, read in the same statement and so in the same
 snapshot as their events: a row read with its events reflects at least those events, so the dispatcher may publish it
 without reading it again (one round trip per dispatch round fewer).
+
+The pending events are read through ``pending_events()`` (migration 13), which holds the planner to a plain scan of
+``events_pending_idx``: its entries for events marked since the last VACUUM are then stepped over, where a bitmap scan
+would visit each of their rows on every sweep; the rows are read by id, one at a time.
 """
 
 from __future__ import annotations
@@ -32,27 +37,43 @@ class Dirty:
     read: bool = False
     """Whether ``row`` was read with the events (then None means the resource is gone)."""
     row: ResourceRow | None = None
+    """The resource without its status (None): what is published is its spec."""
 
 
-async def pending(conn: Conn, *, per_consumer: int = 500, rows: int = 0) -> list[Dirty]:
+_SPEC_COLUMNS = (
+    "id, name, source, consumer_name, type, version, payload, NULL::jsonb AS status, created_at, updated_at, deleted_at"
+)
+
+
+async def pending(
+    conn: Conn, *, per_consumer: int = 500, rows: int = 0, reconcile: Collection[int] = ()
+) -> list[Dirty]:
     """Dirty resources, at most ``per_consumer`` of each consumer, oldest first within a consumer; the first ``rows``
     of them (in that order) with their row, read in the same snapshot as their events.
+
+    The events ``reconcile`` are marked reconciled in the same statement, and are not read as pending (the
+    statement's read does not see its own update).
 
     The per-consumer cap keeps one consumer's storm from filling the page: every consumer with pending work
     appears in every sweep.
     """
     records = await conn.fetch(
-        "SELECT d.source_id AS dirty_id, d.consumer_name AS dirty_consumer, d.ids, d.first_written,"
+        "WITH done AS (UPDATE events SET reconciled_date = now() WHERE id = ANY($3::bigint[])"
+        "  AND reconciled_date IS NULL RETURNING 1)"
+        " SELECT d.source_id AS dirty_id, d.consumer_name AS dirty_consumer, d.ids, d.first_written,"
         " d.n <= $2 AS read, r.* FROM ("
         "  SELECT *, row_number() OVER (ORDER BY consumer_name, rank) AS n FROM ("
         "   SELECT source_id, consumer_name, array_agg(id ORDER BY id) AS ids, min(created_at) AS first_written,"
         "    row_number() OVER (PARTITION BY consumer_name ORDER BY min(id)) AS rank"
-        "   FROM events WHERE reconciled_date IS NULL GROUP BY source_id, consumer_name) AS g"
+        "   FROM pending_events() WHERE id <> ALL($3::bigint[])"
+        "   GROUP BY source_id, consumer_name) AS g"
         "  WHERE rank <= $1) AS d"
-        " LEFT JOIN resources r ON r.id = d.source_id AND d.n <= $2"
+        f" LEFT JOIN LATERAL (SELECT {_SPEC_COLUMNS} FROM resources"
+        "  WHERE id = d.source_id AND d.n <= $2 LIMIT 1) AS r ON true"
         " ORDER BY d.n",
         per_consumer,
         rows,
+        list(reconcile),
     )
     return [
         Dirty(
@@ -65,18 +86,6 @@ async def pending(conn: Conn, *, per_consumer: int = 500, rows: int = 0) -> list
         )
         for r in records
     ]
-
-
-async def mark_reconciled(conn: Conn, event_ids: Collection[int]) -> int:
-    """Mark exactly these events reconciled; returns how many were still pending."""
-    if not event_ids:
-        return 0
-    done = await conn.fetchval(
-        "WITH u AS (UPDATE events SET reconciled_date = now() WHERE id = ANY($1::bigint[])"
-        " AND reconciled_date IS NULL RETURNING 1) SELECT count(*) FROM u",
-        list(event_ids),
-    )
-    return int(done)
 
 
 async def pending_count(conn: Conn, *, consumer_name: str | None = None) -> int:

@@ -94,3 +94,29 @@ def test_spec_event_bytes_in_both_modes(deleting: bool) -> None:
         ("ce-metadata", meta),
     ]
     assert list(binary.user_properties) == expected
+
+
+@dataclasses.dataclass
+class _Mode:
+    binary_mode: bool
+
+    async def publish(self, *args: object, **kwargs: object) -> None:  # pragma: no cover - never called
+        raise AssertionError
+
+
+ROWS = [
+    ROW,
+    dataclasses.replace(ROW, version=1),
+    dataclasses.replace(ROW, version=4, deleted_at=datetime(2026, 12, 7, 20, 16, tzinfo=UTC)),
+    dataclasses.replace(ROW, version=2, payload={}, created_at=datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)),
+    dataclasses.replace(ROW, payload={"metadata": {"name": "x", "annotations": {"b": "2", "a": "\u2028"}}, "data": {}}),
+]
+
+
+@pytest.mark.parametrize("binary", [True, False])
+@pytest.mark.parametrize("row", ROWS)
+def test_the_dispatchers_message_is_the_spec_events_encoding(row: ResourceRow, binary: bool) -> None:
+    fast = wire.spec_message(row, _Mode(binary), source="maestro", id="id-1", time=T)
+    assert fast == cloudevents_mqtt.encode(_fixed(row), binary=binary)
+    plain = wire.spec_message(row, _Mode(binary), source="maestro")
+    assert plain != wire.spec_message(row, _Mode(binary), source="maestro"), "a new id every time"
