@@ -50,10 +50,10 @@ from server.store.rows import ResourceRow
 log = logging.getLogger(__name__)
 
 UNAVAILABLE = "database_unavailable"
+"""The reason of a batch that failed because the database is away (retried like any other, logged once)."""
 
 MARK_DELAY = 0.1
 """Seconds a published batch's events wait for a sweep to mark them reconciled before one runs for them alone."""
-"""The reason of a batch that failed because the database is away (retried like any other, logged once)."""
 
 
 @dataclasses.dataclass
