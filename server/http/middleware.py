@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import re
 import time
-import uuid
 from typing import Any, Final
 from urllib.parse import urlsplit
 
@@ -18,6 +17,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from server import auth
 from server.http import access_log
 from server.http.errors import OPERATION_ID_HEADER
+from server.services import validation
 
 REQUESTS = Counter(
     "rest_api_inbound_request_count", "REST requests by route template and status code", ["method", "path", "code"]
@@ -56,8 +56,8 @@ def _operation_id(scope: Scope) -> str:
     for name, value in scope["headers"]:
         if name == _OPERATION_ID_KEY:  # NB: the first one, as Headers.get reads it
             given = value.decode("latin-1")
-            return given if _VALID_OPERATION_ID.fullmatch(given) else uuid.uuid4().hex
-    return uuid.uuid4().hex
+            return given if _VALID_OPERATION_ID.fullmatch(given) else validation.new_uuid_hex()
+    return validation.new_uuid_hex()
 
 
 def _relative(headers: MutableHeaders) -> None:
