@@ -16,9 +16,23 @@ _WALK: Final = frozenset({dict, list, float})
 """The types :func:`stored` changes or looks inside; anything else (strings, ints, booleans, null) is kept."""
 
 
-def _utf8_order(key: str) -> tuple[int, str]:
+def _jsonb_order(key: str) -> tuple[int, str]:
     # NB: UTF-8 keeps code point order, so the text compares as its bytes do; only the length is in bytes.
     return len(key.encode()), key
+
+
+_ORDERS: dict[tuple[str, ...], tuple[str, ...]] = {}
+"""jsonb's order of each set of keys seen, as sent: objects of one kind (a Deployment, its metadata) repeat theirs."""
+_MAX_ORDERS: Final = 4096
+
+
+def _order(keys: tuple[str, ...]) -> tuple[str, ...]:
+    order = _ORDERS.get(keys)
+    if order is None:
+        if len(_ORDERS) >= _MAX_ORDERS:
+            _ORDERS.clear()  # NB: keys that vary per object (annotations, labels) must not grow it without bound
+        order = _ORDERS[keys] = tuple(sorted(keys, key=_jsonb_order))
+    return order
 
 
 def _number(value: float) -> float | int:
@@ -33,12 +47,8 @@ def stored(value: Any) -> Any:
     """``value`` (decoded JSON, or what encodes to it) as ``jsonb`` stores it and the JSON decoder reads it back."""
     kind = type(value)
     if kind is dict:
-        keys: Any = value
-        if len(value) > 1:
-            # NB: sorting by text, then (stably) by length is the jsonb order when every key is ASCII.
-            keys = sorted(sorted(value), key=len) if "".join(value).isascii() else sorted(value, key=_utf8_order)
         out = {}
-        for key in keys:
+        for key in _order(tuple(value)) if len(value) > 1 else value:
             item = value[key]
             out[key] = stored(item) if type(item) in _WALK else item
         return out
