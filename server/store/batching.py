@@ -1,10 +1,12 @@
 """Group commit: concurrent writes that arrive while one is in flight are written together by the next statement.
 
-A :class:`GroupCommit` lets one write run at a time. A write that finds none in flight runs its own single-row
-statement at once (no added wait: at concurrency 1 nothing changes). Writes that arrive while one is in flight
-queue, and when it ends the queue — whatever arrived meanwhile, at most ``max_size`` of it — is written by one
-batch statement in a task of its own, again and again until the queue is empty. So under load PostgreSQL runs one
-statement, one commit and one round trip for many writes, and the batches grow with the load.
+A :class:`GroupCommit` lets one write run at a time. A write that finds none in flight yields one turn of the
+event loop (no added wait: only what is ready runs, and at concurrency 1 that is nothing), then runs its own
+single-row statement, unless writes queued meanwhile: requests that were read together, whose writes then share
+one batch statement with it. Writes that arrive while one is in flight queue, and when it ends the queue — whatever
+arrived meanwhile, at most ``max_size`` of it — is written by one batch statement in a task of its own, again and
+again until the queue is empty. So under load PostgreSQL runs one statement, one commit and one round trip for
+many writes, and the batches grow with the load.
 
 The batch task belongs to no request: a request cancelled while its write is queued is dropped from the queue
 (nothing written, as when a single statement is cancelled before it runs); one cancelled while its batch is in
@@ -27,8 +29,8 @@ MAX_BATCH: Final = 64
 
 
 class GroupCommit(Generic[T, R]):
-    """Runs ``single(item)`` when idle, otherwise queues ``item`` for ``batch(items)`` (``single`` again for a
-    batch of one).
+    """Runs ``single(item)`` when idle (after one turn of the loop, when nothing queued meanwhile), otherwise
+    queues ``item`` for ``batch(items)`` (``single`` again for a batch of one).
 
     ``batch`` answers one result per item, in order; what it raises, every item of that batch raises.
     """
@@ -58,6 +60,18 @@ class GroupCommit(Generic[T, R]):
             self._queue.append((item, future))
             return await future
         self._busy = True
+        try:
+            # NB: one turn of the loop, no wait: the writes of requests already read (in this loop iteration)
+            # queue meanwhile, and join this one's statement rather than wait for it to end.
+            await asyncio.sleep(0)
+        except BaseException:
+            self._next()
+            raise
+        if self._queue:
+            future = asyncio.get_running_loop().create_future()
+            self._queue.insert(0, (item, future))
+            self._drainer = asyncio.get_running_loop().create_task(self._drain())
+            return await future
         try:
             return await self._single(item)
         finally:

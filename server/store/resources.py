@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
-from server.store import listing, logs, projections, search
+import asyncpg
+
+from server.store import jsonb, listing, logs, projections, search
 from server.store.db import Conn, Helper
 from server.store.rows import ResourceRow, ResourceType
 
@@ -40,6 +42,27 @@ class NewRow:
     actor: str
 
 
+_INSERTED: Final = "r.id, r.version, r.created_at, r.updated_at"
+"""What an insert returns: what PostgreSQL decided (see :func:`_inserted`)."""
+
+
+def _inserted(new: NewRow, r: asyncpg.Record) -> ResourceRow:
+    """The row ``new`` became: built from what was sent, not decoded from what PostgreSQL would send back."""
+    return ResourceRow(
+        id=new.id,
+        name=new.name,
+        source=new.source,
+        consumer_name=new.consumer_name,
+        type=new.type,
+        version=r["version"],
+        payload=jsonb.stored(new.payload),
+        status=None,
+        created_at=r["created_at"],
+        updated_at=r["updated_at"],
+        deleted_at=None,
+    )
+
+
 async def insert(conn: Conn, new: NewRow) -> ResourceRow:
     """Insert at version 1 together with its ``Create`` spec event (carrying the row, see :func:`logs.fact`) and
     the dispatchers' NOTIFY, in one statement (so one round trip, and atomic even outside a transaction).
@@ -52,7 +75,7 @@ async def insert(conn: Conn, new: NewRow) -> ResourceRow:
         " e AS (INSERT INTO events (source_id, consumer_name, event_type, version, payload)"
         f"  SELECT r.id, r.consumer_name, 'Create', r.version, {logs.fact('r', '$7')} FROM r RETURNING consumer_name),"
         " n AS (SELECT pg_notify('events', e.consumer_name) FROM e)"
-        " SELECT r.*, (SELECT count(*) FROM n) AS notified FROM r",
+        f" SELECT {_INSERTED}, (SELECT count(*) FROM n) AS notified FROM r",
         new.id,
         new.name,
         new.source,
@@ -62,7 +85,7 @@ async def insert(conn: Conn, new: NewRow) -> ResourceRow:
         new.actor,
     )
     assert row is not None
-    return ResourceRow.of(row)
+    return _inserted(new, row)
 
 
 _INSERT_MANY = (
@@ -76,7 +99,7 @@ _INSERT_MANY = (
     f"  SELECT r.id, r.consumer_name, 'Create', r.version, {logs.fact('r', 'u.actor')} FROM r JOIN u ON u.id = r.id"
     "  RETURNING consumer_name),"
     " n AS (SELECT pg_notify('events', c.consumer_name) FROM (SELECT DISTINCT consumer_name FROM e) c)"
-    " SELECT r.*, (SELECT count(*) FROM n) AS notified FROM r"
+    f" SELECT {_INSERTED}, (SELECT count(*) FROM n) AS notified FROM r"
 )
 
 
@@ -106,7 +129,7 @@ async def insert_many(conn: Conn, rows: Sequence[NewRow]) -> list[ResourceRow | 
     answers: list[ResourceRow | None] = []
     for r in rows:
         row = by_id.pop(r.id, None)  # NB: pop: of two rows with one id, only the first went into the statement.
-        answers.append(ResourceRow.of(row) if row is not None else None)
+        answers.append(_inserted(r, row) if row is not None else None)
     return answers
 
 

@@ -42,11 +42,20 @@ async def test_a_write_alone_runs_its_single_statement_at_once() -> None:
     assert store.statements == [[1], [2]]
 
 
+async def in_flight(commit: GroupCommit[int, str], item: int) -> asyncio.Task[str]:
+    """A write whose statement has started (a lone write yields one turn of the loop first)."""
+    task = asyncio.create_task(commit.write(item))
+    for _ in range(3):
+        await asyncio.sleep(0)
+    return task
+
+
 async def test_writes_arriving_meanwhile_are_batched_in_order_and_bounded() -> None:
     store = Store()
     commit = GroupCommit(store.single, store.batch, max_size=3)
     store.gate.clear()
-    tasks = [asyncio.create_task(commit.write(i)) for i in range(8)]
+    tasks = [await in_flight(commit, 0)]
+    tasks += [asyncio.create_task(commit.write(i)) for i in range(1, 8)]
     await asyncio.sleep(0)
     store.gate.set()
     assert await asyncio.gather(*tasks) == [f"row {i}" for i in range(8)]
@@ -79,7 +88,8 @@ async def test_a_write_cancelled_while_queued_is_left_out_and_the_others_go_on()
     store = Store()
     commit = GroupCommit(store.single, store.batch)
     store.gate.clear()
-    tasks = [asyncio.create_task(commit.write(i)) for i in range(4)]
+    tasks = [await in_flight(commit, 0)]
+    tasks += [asyncio.create_task(commit.write(i)) for i in range(1, 4)]
     await asyncio.sleep(0)
     tasks[2].cancel()
     store.gate.set()
@@ -102,3 +112,26 @@ async def test_the_leader_cancelled_still_hands_the_queue_on() -> None:
     store.gate.set()
     assert await asyncio.gather(*queued) == ["row 1", "row 2"]
     assert store.statements == [[0], [1, 2]]
+
+
+async def test_writes_arriving_in_one_turn_of_the_loop_share_the_first_ones_statement() -> None:
+    store = Store()
+    commit = GroupCommit(store.single, store.batch, max_size=3)
+    tasks = [asyncio.create_task(commit.write(i)) for i in range(5)]
+    assert await asyncio.gather(*tasks) == [f"row {i}" for i in range(5)]
+    assert store.statements == [[0, 1, 2], [3, 4]]
+    assert store.singles == 0
+
+
+async def test_a_lone_write_cancelled_before_its_statement_hands_the_queue_on() -> None:
+    store = Store()
+    commit = GroupCommit(store.single, store.batch)
+    first, second = asyncio.create_task(commit.write(0)), asyncio.create_task(commit.write(1))
+    await asyncio.sleep(0)  # NB: the first yields its one turn, and the second queues behind it meanwhile
+    assert commit.queued == 1
+    first.cancel()
+    assert await second == "row 1"
+    with pytest.raises(asyncio.CancelledError):
+        await first
+    assert store.statements == [[1]]
+    assert await commit.write(2) == "row 2"
