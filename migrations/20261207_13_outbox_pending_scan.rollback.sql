@@ -1,1 +1,1 @@
-DROP FUNCTION pending_events();
+DROP FUNCTION pending_events(integer);

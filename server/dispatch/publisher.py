@@ -213,7 +213,7 @@ class Dispatcher:
         added = 0
         counts: collections.Counter[str] = collections.Counter()
         for d in dirty:
-            counts[d.consumer_name] += 1
+            counts[d.consumer_name] += len(d.event_ids)
             if d.resource_id in self._inflight:
                 self._rescan = True
                 continue
@@ -231,7 +231,8 @@ class Dispatcher:
                 item.event_ids.update(d.event_ids)
                 item.read, item.row = d.read, d.row  # NB: this snapshot has the new events too; or read it later.
         for name, queue in self._consumers.items():
-            queue.saturated = counts[name] >= self.per_consumer_scan
+            # NB: the events it marked were left out of the read: they may have filled the cap.
+            queue.saturated = counts[name] + len(reconcile) >= self.per_consumer_scan
         self._update_gauge()
         if added:
             self._work.set()
@@ -240,7 +241,13 @@ class Dispatcher:
     async def _pending(self, reconcile: list[int]) -> list[outbox.Dirty]:
         async with connection(self.database) as conn:  # NB: one statement, atomic without a BEGIN and a COMMIT.
             return await outbox.pending(
-                conn, per_consumer=self.per_consumer_scan, rows=self.batch_size * self.concurrency, reconcile=reconcile
+                conn,
+                per_consumer=self.per_consumer_scan,
+                rows=self.batch_size * self.concurrency,
+                reconcile=reconcile,
+                # NB: a consumer with queued work would have its rows read again with every sweep (and decoded)
+                # while they wait: the oldest are read first, and they are those queued.
+                backlogged=[name for name, queue in self._consumers.items() if queue.items],
             )
 
     async def _rows(self, ids: list[str]) -> dict[str, ResourceRow]:
