@@ -1,1 +1,1 @@
-DROP FUNCTION pending_events(integer);
+DROP FUNCTION pending_events(text[]);

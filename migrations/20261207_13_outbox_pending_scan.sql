@@ -8,25 +8,37 @@
 -- the events written since the last VACUUM instead of to those pending. A function's SET clause is the only way to
 -- hold the planner to one plan for one query.
 --
--- At most per_consumer events of each consumer, its oldest: a consumer whose agent is behind (or a hub that cannot
--- publish as fast as it is written to) would otherwise have its whole backlog read and grouped on every sweep. The
--- consumers with pending events are found by a skip scan of the same index (one probe per consumer).
-CREATE FUNCTION pending_events(per_consumer integer)
+-- The events of the consumers in skip (sorted) are not read at all: the dispatcher passes those with work already
+-- queued, whose oldest events it holds, and reads theirs once the queue has drained. Their index ranges are
+-- stepped over, not filtered row by row: a backlog of thousands on one consumer costs the sweep nothing, and many
+-- consumers with a few events each cost one range scan, as one query.
+CREATE FUNCTION pending_events(skip text[])
     RETURNS TABLE (id bigint, source_id text, consumer_name text, created_at timestamptz)
     LANGUAGE plpgsql STABLE ROWS 100
     SET enable_bitmapscan = off
     SET enable_seqscan = off
 AS $$
 DECLARE
-    consumer text;
+    upto text;
+    after text := NULL;
 BEGIN
     -- NB: PL/pgSQL keeps the plans for the session; an SQL function with a SET clause is planned on every call.
-    SELECT min(e.consumer_name) INTO consumer FROM events e WHERE e.reconciled_date IS NULL;
-    WHILE consumer IS NOT NULL LOOP
-        RETURN QUERY SELECT e.id, e.source_id, e.consumer_name, e.created_at FROM events e
-            WHERE e.reconciled_date IS NULL AND e.consumer_name = consumer ORDER BY e.id LIMIT per_consumer;
-        SELECT min(e.consumer_name) INTO consumer FROM events e
-            WHERE e.reconciled_date IS NULL AND e.consumer_name > consumer;
+    FOREACH upto IN ARRAY skip LOOP
+        IF after IS NULL THEN
+            RETURN QUERY SELECT e.id, e.source_id, e.consumer_name, e.created_at FROM events e
+                WHERE e.reconciled_date IS NULL AND e.consumer_name < upto;
+        ELSE
+            RETURN QUERY SELECT e.id, e.source_id, e.consumer_name, e.created_at FROM events e
+                WHERE e.reconciled_date IS NULL AND e.consumer_name > after AND e.consumer_name < upto;
+        END IF;
+        after := upto;
     END LOOP;
+    IF after IS NULL THEN
+        RETURN QUERY SELECT e.id, e.source_id, e.consumer_name, e.created_at FROM events e
+            WHERE e.reconciled_date IS NULL;
+    ELSE
+        RETURN QUERY SELECT e.id, e.source_id, e.consumer_name, e.created_at FROM events e
+            WHERE e.reconciled_date IS NULL AND e.consumer_name > after;
+    END IF;
 END
 $$;

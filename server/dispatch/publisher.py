@@ -189,8 +189,9 @@ class Dispatcher:
         if self._mark_timer is not None:
             self._mark_timer.cancel()
             self._mark_timer = None
+        skipped = set(self._backlogged())
         try:
-            dirty = await guard.finish(self._pending(reconcile))
+            dirty = await guard.finish(self._pending(reconcile, skipped))
         except BaseException:
             self._unmarked[:0] = reconcile  # NB: the sweeper retries the sweep, and with it the marking.
             raise
@@ -213,7 +214,7 @@ class Dispatcher:
         added = 0
         counts: collections.Counter[str] = collections.Counter()
         for d in dirty:
-            counts[d.consumer_name] += len(d.event_ids)
+            counts[d.consumer_name] += 1
             if d.resource_id in self._inflight:
                 self._rescan = True
                 continue
@@ -231,23 +232,26 @@ class Dispatcher:
                 item.event_ids.update(d.event_ids)
                 item.read, item.row = d.read, d.row  # NB: this snapshot has the new events too; or read it later.
         for name, queue in self._consumers.items():
-            # NB: the events it marked were left out of the read: they may have filled the cap.
-            queue.saturated = counts[name] + len(reconcile) >= self.per_consumer_scan
+            # NB: a consumer left out of the read (backlogged) may have more: sweep again once its queue is dry.
+            queue.saturated = counts[name] >= self.per_consumer_scan or name in skipped
         self._update_gauge()
         if added:
             self._work.set()
         return added
 
-    async def _pending(self, reconcile: list[int]) -> list[outbox.Dirty]:
+    def _backlogged(self) -> list[str]:
+        """The consumers with queued work: they hold their oldest pending resources, a sweep leaves them out (their
+        backlog would be read, and its rows decoded, again on every sweep while it waits)."""
+        return [name for name, queue in self._consumers.items() if queue.items]
+
+    async def _pending(self, reconcile: list[int], backlogged: set[str]) -> list[outbox.Dirty]:
         async with connection(self.database) as conn:  # NB: one statement, atomic without a BEGIN and a COMMIT.
             return await outbox.pending(
                 conn,
                 per_consumer=self.per_consumer_scan,
                 rows=self.batch_size * self.concurrency,
                 reconcile=reconcile,
-                # NB: a consumer with queued work would have its rows read again with every sweep (and decoded)
-                # while they wait: the oldest are read first, and they are those queued.
-                backlogged=[name for name, queue in self._consumers.items() if queue.items],
+                backlogged=backlogged,
             )
 
     async def _rows(self, ids: list[str]) -> dict[str, ResourceRow]:

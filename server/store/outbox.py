@@ -53,10 +53,10 @@ async def pending(
     reconcile: Collection[int] = (),
     backlogged: Collection[str] = (),
 ) -> list[Dirty]:
-    """The resources of the ``per_consumer`` oldest pending events of each consumer, oldest first within a
-    consumer (at most ``per_consumer`` of them: a storm on one consumer costs the sweep no more); the first ``rows``
-    of them (in that order) with their row, read in the same snapshot as their events, but for the consumers
-    ``backlogged`` (their oldest dirty resources are already queued: their rows are read when published).
+    """Dirty resources, at most ``per_consumer`` of each consumer, oldest first within a consumer; the first ``rows``
+    of them (in that order) with their row, read in the same snapshot as their events. The consumers
+    ``backlogged`` are left out (their oldest dirty resources are already queued; their events are read once
+    the queue has drained): a consumer's backlog is not read again and again while it waits.
 
     The events ``reconcile`` are marked reconciled in the same statement, and are not read as pending (the
     statement's read does not see its own update).
@@ -68,20 +68,20 @@ async def pending(
         "WITH done AS (UPDATE events SET reconciled_date = now() WHERE id = ANY($3::bigint[])"
         "  AND reconciled_date IS NULL RETURNING 1)"
         " SELECT d.source_id AS dirty_id, d.consumer_name AS dirty_consumer, d.ids, d.first_written,"
-        " d.n <= $2 AND d.consumer_name <> ALL($4::text[]) AS read, r.* FROM ("
+        " d.n <= $2 AS read, r.* FROM ("
         "  SELECT *, row_number() OVER (ORDER BY consumer_name, rank) AS n FROM ("
         "   SELECT source_id, consumer_name, array_agg(id ORDER BY id) AS ids, min(created_at) AS first_written,"
         "    row_number() OVER (PARTITION BY consumer_name ORDER BY min(id)) AS rank"
-        "   FROM pending_events($1) WHERE id <> ALL($3::bigint[])"
+        "   FROM pending_events($4::text[]) WHERE id <> ALL($3::bigint[])"
         "   GROUP BY source_id, consumer_name) AS g"
         "  WHERE rank <= $1) AS d"
         f" LEFT JOIN LATERAL (SELECT {_SPEC_COLUMNS} FROM resources"
-        "  WHERE id = d.source_id AND d.n <= $2 AND d.consumer_name <> ALL($4::text[]) LIMIT 1) AS r ON true"
+        "  WHERE id = d.source_id AND d.n <= $2 LIMIT 1) AS r ON true"
         " ORDER BY d.n",
         per_consumer,
         rows,
         list(reconcile),
-        list(backlogged),
+        sorted(set(backlogged)),
     )
     return [
         Dirty(

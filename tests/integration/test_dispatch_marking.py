@@ -114,8 +114,8 @@ async def test_a_batch_acknowledged_while_a_sweep_reads_is_not_published_again(d
     queue, batch = taken
     read = dispatcher._pending
 
-    async def publish_during_the_read(reconcile: list[int]) -> list[outbox.Dirty]:
-        dirty = await read(reconcile)  # NB: this read still sees the batch's events pending ...
+    async def publish_during_the_read(reconcile: list[int], backlogged: set[str]) -> list[outbox.Dirty]:
+        dirty = await read(reconcile, backlogged)  # NB: this read still sees the batch's events pending ...
         outcomes = await dispatcher._publish_batch(queue.name, batch)  # ... and then the batch is acknowledged.
         assert [o.ok for o in outcomes] == [True]
         queue.busy = False

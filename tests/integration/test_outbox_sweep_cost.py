@@ -59,3 +59,36 @@ async def test_a_sweep_reads_the_pending_events_and_their_rows_only(database: da
     top = plan[0]["Plan"]
     blocks = top["Shared Hit Blocks"] + top["Shared Read Blocks"]
     assert blocks < 100, f"a sweep of {PENDING} pending events in a log of {LOG} read {blocks} blocks"
+
+
+async def test_a_sweep_leaves_out_the_backlogged_consumers_without_reading_their_events(
+    database: databases.Database,
+) -> None:
+    """A consumer whose queue already holds its oldest work is left out of the read: a backlog of 3,000 costs the
+    sweep nothing, and the others (before, between and after it in name order) are read as ever."""
+    names = ["a-before", "cluster1", "m-between", "zz-backlog", "zzz-after"]
+    async with store_db.connection(database) as conn:
+        for i, name in enumerate(names):
+            await conn.execute("INSERT INTO consumers (id, name) VALUES ($1, $2)", f"c{i}", name)
+        await conn.execute(
+            "INSERT INTO events (source_id, consumer_name, event_type, version, payload)"
+            " SELECT 'big-' || i, consumer, 'Create', 1, '{}'::jsonb"
+            " FROM generate_series(1, 3000) AS i, unnest(ARRAY['cluster1', 'zz-backlog']) AS consumer"
+        )
+        for name in names:
+            await conn.execute(
+                "INSERT INTO events (source_id, consumer_name, event_type, version, payload)"
+                " VALUES ('one-' || $1, $1, 'Create', 1, '{}'::jsonb)",
+                name,
+            )
+        recording = Recording(conn)
+        dirty = await outbox.pending(recording, per_consumer=10, backlogged=["zz-backlog", "cluster1"])  # type: ignore[arg-type]
+        assert {d.consumer_name for d in dirty} == {"a-before", "m-between", "zzz-after"}
+        assert [d.resource_id for d in dirty] == ["one-a-before", "one-m-between", "one-zzz-after"]
+        sql, args = recording.statements[-1]
+        plan = await conn.fetchval(f"EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) {sql}", *args)
+        everyone = await outbox.pending(conn, per_consumer=10)
+    top = plan[0]["Plan"]
+    assert top["Shared Hit Blocks"] + top["Shared Read Blocks"] < 100, "the backlogs were read"
+    assert {d.consumer_name for d in everyone} == set(names)
+    assert sum(d.consumer_name == "cluster1" for d in everyone) == 10
