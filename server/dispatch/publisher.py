@@ -7,9 +7,10 @@ How it runs (one lifespan-owned :meth:`Dispatcher.run`):
   quiet spell sweeps at once, a wake within ``coalesce`` of the last sweep waits out the rest of that window, so
   a burst of writes goes out in a few rounds of many resources rather than a round per NOTIFY. A sweep reads
   the pending events grouped per resource (:func:`server.store.outbox.pending`, capped per consumer) and queues
-  the resources that are neither queued nor in flight. An event that arrives for a queued resource joins it
-  (the state is read at publish time, so it is covered); one for a resource in flight stays pending and is
-  picked up by the sweep that follows the flight.
+  the resources that are neither queued nor in flight. A consumer with queued work is left out of the read (its
+  backlog would be read again on every sweep): its later events stay pending until its queue has drained, then
+  the next sweep reads them (a resource published meanwhile is published again, at its newer state). An event
+  for a resource in flight stays pending and is picked up by the sweep that follows the flight.
 * Work is queued **per consumer** and ``concurrency`` workers serve the consumers round robin, at most one batch
   per consumer at a time, so thousands of deletes on one consumer delay another consumer's create by one batch
   at most.

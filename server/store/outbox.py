@@ -10,9 +10,10 @@ The sweep's read also returns the rows of the first few dirty resources, read in
 snapshot as their events: a row read with its events reflects at least those events, so the dispatcher may publish it
 without reading it again (one round trip per dispatch round fewer).
 
-The pending events are read through ``pending_events()`` (migration 13), which holds the planner to a plain scan of
-``events_pending_idx``: its entries for events marked since the last VACUUM are then stepped over, where a bitmap scan
-would visit each of their rows on every sweep; the rows are read by id, one at a time.
+The pending events are read through ``pending_events(skip)`` (migration 13), which holds the planner to plain range
+scans of ``events_pending_idx`` (its entries for events marked since the last VACUUM are then stepped over, where a
+bitmap scan would visit each of their rows on every sweep) and steps over the index ranges of the consumers in
+``skip`` (those the dispatcher holds a backlog of); the rows are read by id, one at a time.
 """
 
 from __future__ import annotations
