@@ -70,6 +70,7 @@ def _claim_ports(settings: Settings) -> dict[str, socket.socket]:
         "health": settings.http.health_check_server_bindport,
         "metrics": settings.http.metrics_server_bindport,
     }
+    _distinct_ports(settings)
     taken: dict[str, socket.socket] = {}
     try:
         for name, port in wanted.items():
@@ -81,6 +82,25 @@ def _claim_ports(settings: Settings) -> dict[str, socket.socket]:
             sock.close()
         raise StartupError(str(exc)) from None
     return taken
+
+
+def _distinct_ports(settings: Settings) -> None:
+    """StartupError if two listeners are given one port (0, "any free port", excepted).
+
+    NB: both binds would succeed (SO_REUSEADDR lets two sockets that do not listen yet share a port), and the
+    second listener would fail only once serving, with the hub half started."""
+    flags = {
+        "--http-server-bindport": settings.http.http_server_bindport,
+        "--health-check-server-bindport": settings.http.health_check_server_bindport,
+        "--metrics-server-bindport": settings.http.metrics_server_bindport,
+    }
+    if settings.grpc.enable_grpc_server:
+        flags["--grpc-server-bindport"] = settings.grpc.grpc_server_bindport
+    seen: dict[int, str] = {}
+    for flag, port in flags.items():
+        if port and port in seen:
+            raise StartupError(f"{flag} {port} is also {seen[port]}: each listener needs a port of its own")
+        seen[port] = flag
 
 
 async def run(settings: Settings) -> int:
