@@ -17,7 +17,7 @@ import psycopg
 from protocol import mqtt_config
 from protocol.errors import ConfigError
 from server import app as app_mod
-from server import dsn, embedded, health, listeners, migrate, tasks, workers
+from server import dsn, embedded, health, heap, listeners, migrate, tasks, workers
 from server.dispatch import embedded_mqtt, instances, listen, summary
 from server.dispatch.transport import Transport, supervise
 from server.grpc import server as grpc_server_mod
@@ -280,6 +280,7 @@ async def _serve(
         )
         for name, s in servers.items()
     ]
+    heap.settle()  # NB: what this process serves with is built; the listeners start on the next loop turn.
     stopper = asyncio.create_task(stop.wait(), name="stop-signal")
     broken = asyncio.create_task(crashed.wait(), name="essential-task-ended")
     try:

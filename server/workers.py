@@ -38,7 +38,7 @@ import uvicorn
 from starlette.applications import Starlette
 
 from server import app as app_mod
-from server import dsn, eventloop, listeners, logging_setup, tasks
+from server import dsn, eventloop, heap, listeners, logging_setup, tasks
 from server.dispatch import listen
 from server.services import watch
 from server.settings import Settings
@@ -237,6 +237,7 @@ async def _serve(settings: Settings, index: int, sock: socket.socket) -> int:
     try:
         app = app_mod.create_app(settings, database=database, feed=feed)
         rest = server(app, settings, settings.http.http_server_bindport, f"REST worker {index}")
+        heap.settle()
         serving = tasks.create_guarded_task(rest.serve(sockets=[sock]), name="uvicorn:REST", crashed=crashed)
         stop = asyncio.Event()
         asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
