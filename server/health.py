@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from server import worker_metrics
 from server.errors import DatabaseUnavailable
 from server.http.access_log import AccessLog
 
@@ -39,8 +40,12 @@ def health_app(ready: Readiness) -> Starlette:
     )
 
 
-def metrics_app() -> Starlette:
+def metrics_app(workers: Callable[[], Awaitable[Sequence[worker_metrics.Snapshot]]] | None = None) -> Starlette:
+    """``/metrics``: this process's metrics; with ``workers`` (the REST worker processes' answers, see
+    :mod:`server.worker_metrics`) their REST request metrics summed in."""
+
     async def metrics(request: Request) -> Response:
-        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+        exposed = REGISTRY if workers is None else worker_metrics.registry(await workers())
+        return Response(generate_latest(exposed), media_type=CONTENT_TYPE_LATEST)
 
     return Starlette(routes=[Route("/metrics", metrics)], middleware=[Middleware(AccessLog)])

@@ -263,7 +263,7 @@ async def _serve(
 
     apps = {
         "health": (health.health_app(ready), settings.http.health_check_server_bindport),
-        "metrics": (health.metrics_app(), settings.http.metrics_server_bindport),
+        "metrics": (health.metrics_app(pool.metrics if pool else None), settings.http.metrics_server_bindport),
     }
     if pool is None:
         rest = app_mod.create_app(settings, database=database, feed=feed)

@@ -8,7 +8,8 @@ The hub process keeps everything else: the dispatcher and transport, gRPC, healt
 
 The two talk over the worker's stdin and stdout. The hub writes the settings (the database URL included, so it
 is never on a command line) as one JSON line on stdin and then keeps stdin open: its end (the hub died, even by
-SIGKILL) stops the worker. The worker writes ``serving`` on stdout once it accepts connections.
+SIGKILL) stops the worker. The worker writes ``serving`` on stdout once it accepts connections, and answers each
+``metrics`` line with its REST request metrics (:mod:`server.worker_metrics`: the hub's ``/metrics`` sums them).
 
 Lifecycle: workers run in their own process group and ignore SIGINT, so a signal meant for the hub (Ctrl-C, a
 ``kill`` of its group) reaches them only through the hub, which stops them (SIGTERM, then SIGKILL after the
@@ -17,13 +18,14 @@ graceful timeout) when it stops. A worker that ends while the hub is not stoppin
 workers: the process supervisor (Kubernetes, systemd) restarts the hub, and a hub that is half gone is not left
 serving.
 
-Access log lines of a worker end with ``worker=I pid=P``. Prometheus metrics are per process and only the hub
-process serves ``/metrics``: with N > 1 the REST request metrics there stay at zero.
+Access log lines of a worker end with ``worker=I pid=P``. Only the hub process serves ``/metrics``; on each
+scrape it asks the workers for their REST request metrics and serves them summed with its own.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import json
 import logging
@@ -32,13 +34,13 @@ import signal
 import socket
 import sys
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, Final
 
 import uvicorn
 from starlette.applications import Starlette
 
 from server import app as app_mod
-from server import dsn, eventloop, heap, listeners, logging_setup, tasks
+from server import dsn, eventloop, heap, listeners, logging_setup, tasks, worker_metrics
 from server.dispatch import listen
 from server.services import watch
 from server.settings import Settings
@@ -48,6 +50,10 @@ from server.store import logs
 log = logging.getLogger(__name__)
 
 SERVING = b"serving\n"
+ASK_METRICS = b"metrics\n"
+METRICS = b"metrics "
+METRICS_TIMEOUT: Final = 1.0
+"""Seconds a scrape of ``/metrics`` waits for the workers' REST request metrics."""
 BACKLOG = 2048
 
 
@@ -137,6 +143,8 @@ class Workers:
         self.serving: set[int] = set()
         self.closing = False
         self._watchers: list[asyncio.Task[None]] = []
+        self._asked: dict[int, collections.deque[asyncio.Future[worker_metrics.Snapshot]]] = {}
+        self._snapshots: dict[int, worker_metrics.Snapshot] = {}
 
     @property
     def ready(self) -> bool:
@@ -169,13 +177,39 @@ class Workers:
 
     async def _watch(self, index: int, proc: asyncio.subprocess.Process) -> None:
         assert proc.stdout is not None
-        if await proc.stdout.readline() == SERVING:
-            self.serving.add(index)
+        while line := await proc.stdout.readline():
+            if line == SERVING:
+                self.serving.add(index)
+            elif line.startswith(METRICS):
+                self._answered(index, json.loads(line[len(METRICS) :]))
         code = await proc.wait()
         if self.closing:
             return
         how = f"was killed by signal {-code}" if code < 0 else f"exited with status {code}"
         log.error("REST worker %d (pid %d) %s; the hub stops", index, proc.pid, how)
+
+    async def metrics(self) -> list[worker_metrics.Snapshot]:
+        """Every worker's REST request metrics (:mod:`server.worker_metrics`), asked for now; a worker that does not
+        answer within :data:`METRICS_TIMEOUT` counts with its last answer (nothing before its first)."""
+        asked: list[asyncio.Future[worker_metrics.Snapshot]] = []
+        for index, proc in self.procs.items():
+            if proc.returncode is not None or proc.stdin is None or proc.stdin.is_closing():
+                continue
+            answer = asyncio.get_running_loop().create_future()
+            self._asked.setdefault(index, collections.deque()).append(answer)
+            proc.stdin.write(ASK_METRICS)
+            asked.append(answer)
+        if asked:
+            await asyncio.wait(asked, timeout=METRICS_TIMEOUT)
+        return list(self._snapshots.values())
+
+    def _answered(self, index: int, snapshot: worker_metrics.Snapshot) -> None:
+        self._snapshots[index] = snapshot
+        waiting = self._asked.get(index)
+        if waiting:
+            answer = waiting.popleft()
+            if not answer.done():
+                answer.set_result(snapshot)
 
     async def stop(self, timeout: float = 15.0) -> None:
         """SIGTERM every worker, wait at most ``timeout`` for them to finish their requests, then SIGKILL."""
@@ -213,12 +247,15 @@ class _NameWorker(logging.Filter):
 
 
 async def _parent_gone() -> None:
-    """Return when the hub closes our stdin (it stopped, or died)."""
+    """Answer the hub's requests on stdin; return when the hub closes it (it stopped, or died)."""
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader()
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
-    while await reader.read(4096):
-        pass
+    while line := await reader.readline():
+        if line == ASK_METRICS:
+            answer = json.dumps(worker_metrics.snapshot(), separators=(",", ":")).encode()
+            sys.stdout.buffer.write(METRICS + answer + b"\n")
+            sys.stdout.buffer.flush()
 
 
 async def _serve(settings: Settings, index: int, sock: socket.socket) -> int:

@@ -1,9 +1,9 @@
 """``maestro server --http-workers 2``: the REST port served by two worker processes of the hub.
 
-Requests are answered by both workers (their access lines name them by pid, and both are the hub's children); a
-watch served by a worker sees the status that the hub process stored for a resource created through the REST
-port; SIGTERM stops the hub and its workers; a worker killed makes the hub exit 1, and a hub killed takes its
-workers with it (no orphan serves the port).
+Requests are answered by both workers (their access lines name them by pid, and both are the hub's children) and
+counted in the hub's ``/metrics``; a watch served by a worker sees the status that the hub process stored for a
+resource created through the REST port; SIGTERM stops the hub and its workers; a worker killed makes the hub exit
+1, and a hub killed takes its workers with it (no orphan serves the port).
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.fixtures.mosquitto import MosquittoServer, MQTTNames
 from tests.integration.client_support import NGINX, hub_process
@@ -90,6 +91,29 @@ async def test_requests_are_served_by_two_worker_processes(hub: HubProcess) -> N
 
     assert hub.stop() == 0, hub.output()[-3000:]
     await gone(workers)
+
+
+async def test_metrics_count_the_requests_of_every_worker(hub: HubProcess) -> None:
+    sent, served = 0, set()
+    while len(served) < 2 and sent < 200:  # NB: new connections until both workers have answered some
+        async with httpx.AsyncClient() as client:
+            assert (await client.get(f"{hub.api}/consumers")).status_code == 200
+        sent += 1
+        served = {int(m[4]) for m in ACCESS.findall(hub.output())}
+    assert len(served) == 2
+    async with httpx.AsyncClient() as client:
+        exposed = (await client.get(f"http://127.0.0.1:{hub.metrics}/metrics")).text
+    series = {"method": "GET", "path": "/api/maestro/v1/consumers", "code": "200"}
+    counted = {
+        sample.name: sample.value
+        for family in text_string_to_metric_families(exposed)
+        for sample in family.samples
+        if sample.labels == series
+    }
+    assert counted["rest_api_inbound_request_count_total"] == sent
+    assert counted["rest_api_inbound_request_duration_count"] == sent
+    # NB: one family, not one per process
+    assert exposed.count("# TYPE rest_api_inbound_request_count_total counter") == 1
 
 
 async def test_a_watch_on_a_worker_sees_the_status_of_a_create(
