@@ -6,7 +6,9 @@ OCM-ManifestWork-shaped CRD. The same client (``--client``: httpx or aiohttp, HT
 per worker) then creates the README's nginx Deployment as a work N times at each concurrency, as our resource-bundle
 (``POST /api/maestro/v1/resource-bundles``, consumer cluster1) and as a ManifestWork in namespace cluster1 (``POST``
 to kube-apiserver with the kubeconfig's client certificate), in interleaved rounds so that the machine's noise
-hits both; then it lists everything on both sides, in one request and in pages of 500 (our cursor when the hub
+hits both. A round ends once the machine is quiet again: the work its creates left behind (our publishes to the
+agents, the controller manager's watch of the new works) counts as that side's and does not slow the next round
+(creates/s are still the client's: creates answered per second of requests). Then it lists everything on both sides, in one request and in pages of 500 (our cursor when the hub
 has one, else page/size; the apiserver's limit/continue), and prints the rates, latencies and ratios.
 
     .venv/bin/python bench/vs_apiserver.py --works 200                # a quick run
@@ -39,7 +41,7 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import Any, Final
 
 import httpx
 
@@ -339,9 +341,25 @@ async def create_round(side: Side, clients: list[Poster], names: list[str], tall
     await asyncio.gather(*(worker(c) for c in clients))
     tally.elapsed += time.perf_counter() - start
     tally.client_cpu += time.process_time() - client_cpu
+    await settle()  # NB: what the creates left to do (publishes, watch events) is theirs, and not the next round's
     for name, cpu in side.processes().items():
         tally.by_process[name] = tally.by_process.get(name, 0.0) + cpu - processes[name]
     tally.server_cpu = sum(tally.by_process.values())
+
+
+SETTLED: Final = 0.1
+"""Cores the machine may keep busy and still count as settled between rounds."""
+
+
+async def settle(timeout: float = 5.0, window: float = 0.2) -> None:
+    """Wait until the machine is quiet (under :data:`SETTLED` cores busy over ``window`` seconds), at most
+    ``timeout``: a side's round ends when the work its creates caused has been done, and starts on a quiet machine."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        before = machine_busy()
+        await asyncio.sleep(window)
+        if (machine_busy() - before) / window < SETTLED:
+            return
 
 
 async def create_level(
