@@ -195,9 +195,12 @@ class Workers:
         for index, proc in self.procs.items():
             if proc.returncode is not None or proc.stdin is None or proc.stdin.is_closing():
                 continue
+            try:
+                proc.stdin.write(ASK_METRICS)
+            except ConnectionError:  # NB: it has just ended; its watcher reports that
+                continue
             answer = asyncio.get_running_loop().create_future()
             self._asked.setdefault(index, collections.deque()).append(answer)
-            proc.stdin.write(ASK_METRICS)
             asked.append(answer)
         if asked:
             await asyncio.wait(asked, timeout=METRICS_TIMEOUT)
