@@ -4,7 +4,7 @@ CPython's cyclic collector runs a young collection every 700 net container alloc
 collection looks at the whole heap. A serving hub allocates fast (every request, row and message) and frees
 nearly all of it by reference counting, and its heap is mostly what start-up built (~100,000 objects: modules,
 classes, the app). Under creates that cost ~6 % of the hub's CPU, and each full collection paused the event loop
-for ~50 ms, every request's answer included (bench/README.md, "The garbage collector").
+for ~50 ms, every request's answer included (bench/README.md, vs_apiserver.py "Fourth pass").
 
 :func:`settle` is called once a process has built what it serves with: a full collection, then
 :func:`gc.freeze` moves every live object out of the collector's view for good (they are still freed by
