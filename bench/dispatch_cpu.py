@@ -25,7 +25,6 @@ import asyncio
 import contextlib
 import copy
 import dataclasses
-import os
 import sys
 import tempfile
 import time
@@ -35,8 +34,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.rest_creates import NGINX, cpu_seconds, fresh_database, throwaway_postgres  # noqa: E402
-from bench.vs_apiserver import postmaster_pid  # noqa: E402
+from bench.rest_creates import NGINX, fresh_database, throwaway_postgres  # noqa: E402
+from bench.vs_apiserver import family_cpu, postmaster_pid  # noqa: E402
 from protocol import mqtt, mqtt_config  # noqa: E402
 from server.dispatch import embedded_mqtt, metrics, publisher  # noqa: E402
 from server.services import consumers, resources  # noqa: E402
@@ -65,17 +64,6 @@ class Cpu:
         return self.pg_total - self.pg_writes
 
 
-def postgres_cpu(postmaster: int) -> float:
-    """CPU seconds of the postmaster (with its reaped children) and its live children."""
-    seconds = 0.0
-    with contextlib.suppress(OSError):
-        for pid in Path(f"/proc/{postmaster}/task/{postmaster}/children").read_text().split():
-            with contextlib.suppress(OSError):
-                seconds += cpu_seconds(int(pid))
-    fields = Path(f"/proc/{postmaster}/stat").read_text().rsplit(")", 1)[1].split()
-    return seconds + sum(int(f) for f in fields[11:15]) / os.sysconf("SC_CLK_TCK")
-
-
 def published() -> float:
     return sum(metrics.SPEC_PUBLISHED.labels(a)._value.get() for a in ("create_request", "update_request"))
 
@@ -95,11 +83,11 @@ async def measure(db_url: str, config: mqtt_config.MQTTConfig, *, batch: int, ro
             running = asyncio.create_task(dispatcher.run())
             try:
                 writes = pg_writes = probes = 0.0
-                pg_start = postgres_cpu(postmaster)
+                pg_start = family_cpu(postmaster)
                 start = time.process_time()
                 for r in range(rounds):
                     probe = time.process_time()
-                    pg_before = postgres_cpu(postmaster)
+                    pg_before = family_cpu(postmaster)
                     before = time.process_time()
                     probes += before - probe
                     for i in range(batch):
@@ -109,14 +97,14 @@ async def measure(db_url: str, config: mqtt_config.MQTTConfig, *, batch: int, ro
                         await resources.create_single(database, body, source=SOURCE)
                     probe = time.process_time()
                     writes += probe - before
-                    pg_writes += postgres_cpu(postmaster) - pg_before
+                    pg_writes += family_cpu(postmaster) - pg_before
                     probes += time.process_time() - probe
                     target = published() + batch
                     dispatcher.wake.set()
                     while published() < target:  # noqa: ASYNC110 - the same light poll for every version measured
                         await asyncio.sleep(0.001)
                 total = time.process_time() - start - probes
-                pg_total = postgres_cpu(postmaster) - pg_start
+                pg_total = family_cpu(postmaster) - pg_start
             finally:
                 running.cancel()
                 with contextlib.suppress(asyncio.CancelledError):

@@ -52,7 +52,7 @@ def throwaway_mosquitto() -> Iterator[Path]:
 
 @contextlib.contextmanager
 def mosquitto_broker() -> Iterator[tuple[Path, MosquittoServer]]:
-    """:func:`throwaway_mosquitto`, also yielding the running broker (its ``pid()``)."""
+    """:func:`throwaway_mosquitto`, also yielding the running broker (its ``pid``)."""
     binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
     directory = Path(tempfile.mkdtemp(prefix="maestro-bench-mqtt-"))
     broker = MosquittoServer(binary=binary, directory=directory)
